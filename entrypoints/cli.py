@@ -1,0 +1,240 @@
+"""The `ledger` command line (SPEC §13).  It parses arguments, opens the store, calls the
+application and prints; people's output with Rich, machine output with --json."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ledger.app import BATCH_SIZE, LedgerApp
+from ledger.commands import _timestamp
+from ledger.errors import LedgerError
+from ledger.render import dumps, event_dict, rfc3339
+from ledger.store import DEFAULT_URL, StoreError, persistence_env, redact
+from ledger.views import account_view
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="An event-sourced ledger for Unified Trading Accounts.")
+account_cli = typer.Typer(no_args_is_help=True, help="Accounts: show one, list all.")
+cli.add_typer(account_cli, name="account")
+out = Console()
+err = Console(stderr=True)
+
+
+class State:
+    db_url = DEFAULT_URL
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"ledger: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def opened(url: Optional[str] = None) -> Iterator[LedgerApp]:
+    """The application on the store at ``url``; a bad URL or an unreachable server is one line."""
+    url = url or State.db_url
+    try:
+        app = LedgerApp(env=persistence_env(url))
+    except StoreError as error:
+        fail(str(error))
+    except Exception as error:  # the driver's own error: say it in one line
+        fail(f"cannot open the store {redact(url)}: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}")
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def parse_time(value: Optional[str], option: str) -> Optional[datetime]:
+    if value is None:
+        return None
+    try:
+        return _timestamp(value)
+    except ValueError:
+        fail(f"{option}: {value!r} is not an RFC 3339 timestamp such as 2026-01-01T00:00:00Z")
+    return None
+
+
+@cli.callback()
+def main(
+    db: str = typer.Option(DEFAULT_URL, "--db", envvar="LEDGER_DATABASE_URL", help="sqlite:///path or postgresql://user:pass@host:port/db"),
+) -> None:
+    State.db_url = db
+
+
+# --- apply -----------------------------------------------------------------------------------------
+def read_lines(source: str) -> Iterator[str]:
+    if source == "-":
+        yield from sys.stdin
+        return
+    try:
+        with open(source, encoding="utf-8") as handle:
+            yield from handle
+    except (OSError, UnicodeDecodeError) as error:
+        fail(f"cannot read {source}: {error}")
+
+
+def decode(line: str) -> Any:
+    try:
+        return json.loads(line, parse_float=Decimal, parse_constant=Decimal)
+    except json.JSONDecodeError as error:
+        return {"__unparsable__": f"line is not JSON: {error.msg} at column {error.colno}"}
+
+
+@cli.command()
+def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines commands; - is standard input")) -> None:
+    """Apply JSON Lines commands (§12); print one JSON result per line.  Exit 0 all ok, 1 any rejected, 2 unusable input."""
+    any_rejected = False
+    with opened() as app:
+        batch: list[Any] = []
+
+        def flush() -> None:
+            nonlocal any_rejected
+            results = app.apply(batch, utcnow)
+            for result in results:
+                any_rejected |= not result["ok"]
+                print(dumps(result), flush=False)
+            sys.stdout.flush()
+            batch.clear()
+
+        for line in read_lines(source):
+            if not line.strip():
+                continue
+            batch.append(decode(line))
+            if len(batch) >= BATCH_SIZE:
+                flush()
+        if batch:
+            flush()
+    raise typer.Exit(1 if any_rejected else 0)
+
+
+# --- account -----------------------------------------------------------------------------------------
+@account_cli.command("show")
+def account_show(
+    account: str,
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="RFC 3339 instant: the state then"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+) -> None:
+    """Mode, wallets, balances, positions, open orders and margin of one account."""
+    at = parse_time(as_of, "--as-of")
+    with opened() as app:
+        try:
+            acct = app.state_at(f"account/{account}", at) if at else app.account(account)
+            if acct is None:
+                raise LedgerError("unknown_account", f"no account {account} at {as_of}")
+        except LedgerError as error:
+            fail(error.message, 1)
+        view = account_view(acct, app.platform_at(at), lambda c: app.platform_owed(c, at))
+    if as_json:
+        print(json.dumps(view, indent=2))
+        return
+    print_account(view)
+
+
+def print_account(view: dict[str, Any]) -> None:
+    parent = f", sub-account of {view['parent']}" if view["parent"] else ""
+    out.print(f"[bold]{view['account']}[/bold]  {view['mode']} mode, VIP {view['vip_level']}{parent}")
+    table = Table("currency", "cash", "liability", "upl liability", "available", "equity", "borrowable")
+    for c, b in view["balances"].items():
+        table.add_row(c, b["cash"], b["liability"], b["upl_liability"], b["available"], b["equity"], view["borrowable"].get(c, "-"))
+    if view["balances"]:
+        out.print(table)
+    if view["positions"]:
+        table = Table("symbol", "qty", "entry", "mark", "unrealized P&L", title="positions")
+        for p in view["positions"]:
+            table.add_row(p["symbol"], p["qty"], p["entry_price"], str(p["mark_price"]), str(p["unrealized_pnl"]))
+        out.print(table)
+    if view["open_orders"]:
+        table = Table("order", "market", "symbol", "side", "qty", "filled", "price", title="open orders")
+        for o in view["open_orders"]:
+            table.add_row(o["order_id"], o["market"], o["symbol"], o["side"], o["qty"], o["filled_qty"], o["price"])
+        out.print(table)
+    if view["mode"] == "unified":
+        if "margin_error" in view:
+            out.print(f"margin: unavailable ({view['margin_error']['message']})")
+        else:
+            ratio = view["risk_ratio"] if view["risk_ratio"] is not None else "infinite"
+            flag = "  [red]LIQUIDATABLE[/red]" if view["liquidatable"] else ""
+            out.print(f"adjusted equity {view['adjusted_equity']}  IM {view['initial_margin']}  MM {view['maintenance_margin']}  risk ratio {ratio}  NAV {view['nav']}{flag}")
+
+
+@account_cli.command("list")
+def account_list(as_json: bool = typer.Option(False, "--json", help="machine output")) -> None:
+    """Every account with its mode and totals."""
+    rows = []
+    with opened() as app:
+        platform = app.platform()
+        for account in app.account_ids():
+            view = account_view(app.account(account), platform, app.platform_owed)
+            rows.append({
+                "account": account, "parent": view["parent"], "mode": view["mode"], "vip_level": view["vip_level"],
+                "cash": {c: b["cash"] for c, b in view["balances"].items()},
+                "liabilities": {c: b["liability"] for c, b in view["balances"].items() if b["liability"] != "0"},
+                "nav": view["nav"], "risk_ratio": view["risk_ratio"],
+            })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("account", "parent", "mode", "VIP", "cash", "liabilities", "NAV", "risk ratio")
+    for r in rows:
+        table.add_row(r["account"], r["parent"] or "", r["mode"], str(r["vip_level"]),
+                      ", ".join(f"{v} {c}" for c, v in r["cash"].items()),
+                      ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"] or "", r["risk_ratio"] or "")
+    out.print(table)
+
+
+# --- history -----------------------------------------------------------------------------------------
+@cli.command()
+def history(
+    account: str,
+    since: Optional[str] = typer.Option(None, "--since", help="only events at or after this instant"),
+    until: Optional[str] = typer.Option(None, "--until", help="only events at or before this instant"),
+    type_: Optional[str] = typer.Option(None, "--type", help="only events of this name, e.g. Borrowed"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+) -> None:
+    """The account's events in order."""
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    with opened() as app:
+        try:
+            events = app.history(account)
+        except LedgerError as error:
+            fail(error.message, 1)
+    rows = []
+    for e in events:
+        row = event_dict(f"account/{account}", e)
+        row.pop("account", None)
+        at = e.at
+        if (start and at < start) or (end and at > end) or (type_ and row["type"] != type_):
+            continue
+        rows.append({"type": row.pop("type"), "at": rfc3339(at), "seq": e.originator_version, **{k: v for k, v in row.items() if k != "at"}})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("seq", "at", "event", "details")
+    for r in rows:
+        details = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in r.items() if k not in ("type", "at", "seq"))
+        table.add_row(str(r["seq"]), r["at"], r["type"], details)
+    out.print(table)
+
+
+@cli.command()
+def demo(db: str = typer.Option("sqlite:///ledger-demo.db", "--db", help="where the demo writes; it starts afresh")) -> None:
+    """A self-contained tour on the embedded SQLite store."""
+    from entrypoints.demo import run
+
+    run(db, out, opened)
+
+
+def entry() -> None:
+    cli()

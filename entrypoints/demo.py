@@ -1,0 +1,104 @@
+"""`ledger demo`: a guided tour of the ledger on a fresh SQLite file.
+
+Each step applies real commands through the application and prints what the ledger
+answered, then the account as `ledger account show` would.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, ContextManager
+
+from rich.console import Console
+from rich.panel import Panel
+
+from ledger.app import LedgerApp
+from ledger.views import account_view
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+
+
+def at(minutes: int) -> str:
+    return (START + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+STEPS: list[tuple[str, list[dict[str, Any]], list[str]]] = [
+    ("Open a master account (VIP 2) and a sub-account for a trading bot", [
+        {"type": "open_account", "account": "alice", "vip_level": 2, "at": at(0)},
+        {"type": "open_account", "account": "alice-bot", "parent": "alice", "at": at(0)},
+        {"type": "deposit", "account": "alice", "currency": "USDT", "amount": "20000", "at": at(1)},
+        {"type": "deposit", "account": "alice", "currency": "BTC", "amount": "0.5", "at": at(1)},
+    ], ["alice"]),
+    ("Try to upgrade to Unified mode: refused, alice is not on the beta whitelist (M3)", [
+        {"type": "switch_mode", "account": "alice", "mode": "unified", "at": at(2)},
+    ], []),
+    ("Whitelist alice, still refused until the risk assessment is done (M4), then upgrade (M5, M6)", [
+        {"type": "whitelist", "account": "alice", "at": at(3)},
+        {"type": "switch_mode", "account": "alice", "mode": "unified", "at": at(3)},
+        {"type": "complete_risk_assessment", "account": "alice", "score": 72, "agreements_version": "2026-01", "at": at(4)},
+        {"type": "switch_mode", "account": "alice", "mode": "unified", "at": at(4)},
+    ], ["alice"]),
+    ("The price feed marks BTC and ETH; the bot's sub-account gets a unified API key (M8, M9)", [
+        {"type": "set_price", "currency": "BTC", "price": "60000", "at": at(5)},
+        {"type": "set_price", "currency": "ETH", "price": "3000", "at": at(5)},
+        {"type": "create_api_key", "account": "alice-bot", "key_id": "bot-key-1", "unified": True, "permissions": ["spot", "futures", "transfer"], "at": at(6)},
+        {"type": "transfer", "from_account": "alice", "to_account": "alice-bot", "currency": "USDT", "amount": "7000", "at": at(6)},
+    ], []),
+    ("A master API key can never act for the sub-account (M9)", [
+        {"type": "create_api_key", "account": "alice", "key_id": "alice-key", "unified": True, "permissions": ["spot"], "at": at(7)},
+        {"type": "place_order", "account": "alice-bot", "api_key": "alice-key", "order_id": "x1", "market": "spot", "symbol": "ETH-USDT", "side": "buy", "qty": "1", "price": "3000", "at": at(7)},
+    ], []),
+    ("alice buys 0.5 BTC for 30,000 USDT holding 13,000: the 17,000 shortfall and the 12 USDT fee are borrowed (B1)", [
+        {"type": "place_order", "account": "alice", "order_id": "buy-1", "market": "spot", "symbol": "BTC-USDT", "side": "buy", "qty": "0.5", "price": "60000", "at": at(10)},
+        {"type": "fill_order", "account": "alice", "order_id": "buy-1", "qty": "0.5", "price": "60000", "fee": "12", "at": at(10)},
+    ], ["alice"]),
+    ("alice borrows 2 ETH explicitly within her limit (B2, B3); 1,000,000 ETH is refused", [
+        {"type": "borrow", "account": "alice", "currency": "ETH", "amount": "2", "at": at(11)},
+        {"type": "borrow", "account": "alice", "currency": "ETH", "amount": "1000000", "at": at(11)},
+    ], []),
+    ("The bot goes long 1 BTC perpetual through its API key (O3)", [
+        {"type": "place_order", "account": "alice-bot", "api_key": "bot-key-1", "order_id": "perp-1", "market": "futures", "symbol": "BTC-USDT", "side": "buy", "qty": "1", "price": "60000", "at": at(12)},
+        {"type": "fill_order", "account": "alice-bot", "order_id": "perp-1", "qty": "1", "price": "60000", "at": at(12)},
+    ], ["alice-bot"]),
+    ("BTC drops to 50,000: the bot's 10,000 unrealized loss takes USDT below zero; 3,000 is auto-borrowed and tagged UPL-generated (B1)", [
+        {"type": "set_price", "currency": "BTC", "price": "50000", "at": at(20)},
+    ], ["alice-bot"]),
+    ("BTC recovers to 52,000: the 2,000 unrealized gain repays UPL-generated liability first (R1)", [
+        {"type": "set_price", "currency": "BTC", "price": "52000", "at": at(30)},
+    ], ["alice-bot"]),
+    ("alice deposits 6,000 USDT: it repays her USDT liability at once (R1), then she repays ETH by hand (B3)", [
+        {"type": "deposit", "account": "alice", "currency": "USDT", "amount": "6000", "at": at(40)},
+        {"type": "repay", "account": "alice", "currency": "ETH", "amount": "2", "at": at(41)},
+    ], ["alice"]),
+    ("Downgrading back to classic is refused while alice owes anything (M5)", [
+        {"type": "switch_mode", "account": "alice", "mode": "classic", "at": at(42)},
+    ], []),
+]
+
+
+def run(db_url: str, out: Console, opened: Callable[[str], ContextManager[LedgerApp]]) -> None:
+    path = db_url.removeprefix("sqlite:///")
+    if db_url.startswith("sqlite:///") and os.path.exists(path):
+        os.remove(path)
+    out.print(Panel.fit("Unified Trading Account ledger: a guided tour\nEvery step below is a JSON command applied through `ledger apply`; every line it prints is an event stored in the append-only log.", style="bold"))
+    with opened(db_url) as app:
+        for number, (title, commands, shown) in enumerate(STEPS, 1):
+            out.rule(f"[bold]{number}. {title}")
+            for command, result in zip(commands, app.apply(commands, lambda: START)):
+                label = command["type"] + " " + " ".join(f"{k}={v}" for k, v in command.items() if k not in ("type", "at"))
+                out.print(f"[cyan]→ {label}[/cyan]", highlight=False)
+                if result["ok"]:
+                    for e in result["events"]:
+                        details = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "account", "at"))
+                        out.print(f"   [green]✓ {e['type']}[/green] {details}", highlight=False)
+                else:
+                    out.print(f"   [red]✗ {result['error']['code']}[/red]: {result['error']['message']}", highlight=False)
+            for account in shown:
+                from entrypoints.cli import print_account
+
+                print_account(account_view(app.account(account), app.platform(), app.platform_owed))
+    out.rule()
+    out.print(f"The store is kept at {path}. Explore it:\n"
+              f"  ledger --db {db_url} account show alice\n"
+              f"  ledger --db {db_url} history alice-bot --type Borrowed\n"
+              f"  ledger --db {db_url} account list --json")

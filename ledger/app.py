@@ -1,0 +1,163 @@
+"""The ledger application: commands in, events saved, one transaction per batch.
+
+``LedgerApp.apply(objs, now)`` takes decoded JSON commands and answers one result per
+command, in order.  A batch runs against in-memory aggregates (``UnitOfWork``) and is saved
+with one ``save()``: one transaction.  When another writer got there first the store refuses
+the batch (eventsourcing's ``IntegrityError`` on a duplicate aggregate version); the batch is
+then recomputed from fresh state, a bounded number of times, and at last split into single
+commands; a command that still cannot win answers ``conflict``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from datetime import datetime
+from typing import Any, Callable, Mapping
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from ledger.account import Account, account_key
+from ledger.commands import parse_command
+from ledger.errors import LedgerError
+from ledger.handlers import execute
+from ledger.indexes import CommandRecord
+from ledger.platform import PLATFORM_ID, Platform, default_parameters
+from ledger.render import result_events
+from ledger.unit_of_work import UnitOfWork
+
+Result = dict[str, Any]
+MAX_ATTEMPTS = 8
+BATCH_SIZE = 500  # commands per transaction
+
+
+def ok(events: list[dict[str, Any]], duplicate: bool = False) -> Result:
+    result: Result = {"ok": True, "events": events}
+    if duplicate:
+        result["duplicate"] = True
+    return result
+
+
+def rejected(error: LedgerError) -> Result:
+    return {"ok": False, "error": error.as_dict()}
+
+
+def digest(obj: Mapping[str, Any]) -> str:
+    """T2: the content a command_id stands for (everything but the id itself)."""
+    content = {k: v for k, v in obj.items() if k != "command_id"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class LedgerApp(Application[str]):
+    env = {"ORIGINATOR_ID_TYPE": "text"}
+
+    # --- commands ----------------------------------------------------------------------------
+    def apply(self, objs: list[Any], now: Callable[[], datetime]) -> list[Result]:
+        """Apply decoded commands in order; ``now`` is the clock for commands without `at`."""
+        results: list[Result] = []
+        for start in range(0, len(objs), BATCH_SIZE):
+            batch = objs[start:start + BATCH_SIZE]
+            defaults = [now() for _ in batch]
+            results.extend(self._apply_with_retries(batch, defaults))
+        return results
+
+    def _apply_with_retries(self, objs: list[Any], defaults: list[datetime]) -> list[Result]:
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return self._apply_once(objs, defaults)
+            except IntegrityError:
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        if len(objs) > 1:
+            return [r for obj, at in zip(objs, defaults) for r in self._apply_with_retries([obj], [at])]
+        return [rejected(LedgerError("conflict", "other writers kept changing the same accounts; retry"))]
+
+    def _apply_once(self, objs: list[Any], defaults: list[datetime]) -> list[Result]:
+        uow = UnitOfWork(self.repository)
+        results = [self._execute(uow, obj, at) for obj, at in zip(objs, defaults)]
+        dirty = uow.dirty()
+        if dirty:
+            self.save(*dirty)
+        return results
+
+    def _execute(self, uow: UnitOfWork, obj: Any, default_at: datetime) -> Result:
+        try:
+            cmd = parse_command(obj)
+        except LedgerError as error:
+            return rejected(error)
+        at = cmd.at or default_at
+        try:
+            if cmd.command_id is not None:
+                record = uow.command_record(cmd.command_id)
+                if record is not None:
+                    if record.digest != digest(obj):
+                        raise LedgerError("command_id_conflict", f"command_id {cmd.command_id} was used for another command")
+                    return ok(record.result, duplicate=True)
+            execute(uow, cmd, at)
+            events = result_events(uow.commit())
+            if cmd.command_id is not None:
+                uow.add(CommandRecord(command_id=cmd.command_id, digest=digest(obj), result=events, at=at))
+            return ok(events)
+        except LedgerError as error:
+            uow.rollback()
+            return rejected(error)
+
+    # --- queries -----------------------------------------------------------------------------
+    def account(self, account: str) -> Account:
+        try:
+            return self.repository.get(account_key(account))  # type: ignore[return-value]
+        except AggregateNotFoundError:
+            raise LedgerError("unknown_account", f"no account {account}") from None
+
+    def platform(self) -> Platform:
+        try:
+            return self.repository.get(PLATFORM_ID)  # type: ignore[return-value]
+        except AggregateNotFoundError:
+            return Platform(parameters=default_parameters(), at=datetime.min)
+
+    def find(self, key: str) -> Any:
+        try:
+            return self.repository.get(key)
+        except AggregateNotFoundError:
+            return None
+
+    def account_ids(self) -> list[str]:
+        """Every account, from the notification log's AccountOpened events."""
+        topic = f"{Account.__module__}:Account.AccountOpened"
+        ids, start = [], 1
+        while True:
+            page = self.recorder.select_notifications(start=start, limit=1000, topics=[topic])
+            ids.extend(n.originator_id.removeprefix("account/") for n in page)
+            if len(page) < 1000:
+                return sorted(ids)
+            start = page[-1].id + 1
+
+    def history(self, account: str) -> list[Any]:
+        key = account_key(account)
+        self.account(account)
+        return list(self.events.get(key))
+
+    # --- point in time -------------------------------------------------------------------------
+    def state_at(self, key: str, at: datetime) -> Any:
+        """An aggregate as it was at instant ``at``, from its events alone (T1 keeps an
+        account's and the platform's events in time order)."""
+        agg = None
+        for e in self.events.get(key):
+            if type(e).__name__ != "PlatformInitialised" and getattr(e, "at", at) > at:
+                break
+            agg = e.mutate(agg)
+        return agg
+
+    def platform_at(self, at: datetime | None) -> Platform:
+        found = self.state_at(PLATFORM_ID, at) if at else self.find(PLATFORM_ID)
+        return found or Platform(parameters=default_parameters(), at=datetime.min)
+
+    def platform_owed(self, currency: str, at: datetime | None = None) -> Any:
+        """What all accounts owe of ``currency`` (B2), now or at ``at``."""
+        pool = f"pool/{currency}"
+        if at is None:
+            found = self.find(pool)
+            return found.outstanding if found else 0
+        return sum((e.delta for e in self.events.get(pool) if hasattr(e, "delta") and e.at <= at), 0)

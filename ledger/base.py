@@ -1,0 +1,64 @@
+"""Aggregate and event base classes with readable text ids (``account/alice``).
+
+eventsourcing's stock ``Aggregate`` uses UUIDs; its ``BaseAggregate`` is generic in the id
+type, and ``ORIGINATOR_ID_TYPE=text`` stores text ids.  These bases supply the event
+classes for text ids, so an auditor reading the store sees ``account/alice`` rather than a
+UUID.  Business time is the ``at`` attribute every event carries; the library's own
+``timestamp`` is only when the event was recorded.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import (
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    CanSnapshotAggregate,
+    MetaDomainEvent,
+)
+
+
+class LedgerEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+
+
+class LedgerCreated(CanInitAggregate[str], LedgerEvent):
+    originator_topic: str
+
+
+class LedgerSnapshot(CanSnapshotAggregate[str], metaclass=MetaDomainEvent):
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+    topic: str
+    state: dict[str, Any]
+
+
+class LedgerAggregate(BaseAggregate[str]):
+    class Event(LedgerEvent):
+        pass
+
+    class Created(Event, LedgerCreated):
+        pass
+
+    Snapshot = LedgerSnapshot
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending_events)
+
+
+EVENT_META = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+
+
+def event_fields(event: LedgerEvent) -> dict[str, Any]:
+    """An event's own attributes, without the library's bookkeeping fields."""
+    return {k: v for k, v in event.__dict__.items() if k not in EVENT_META}
+
+
+def event_name(event: LedgerEvent) -> str:
+    return type(event).__name__

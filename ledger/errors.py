@@ -1,0 +1,63 @@
+"""The one place where failures get their stable codes (SPEC §12).
+
+Every rejected command answers ``{"ok": false, "error": {"code", "message"}}``; the code is
+one of ``CODES`` and the message is a human sentence.  Domain code raises ``LedgerError``
+with a code from this table and nothing else.
+"""
+from __future__ import annotations
+
+CODES: dict[str, str] = {
+    # input and ordering (§11, §12)
+    "validation_error": "the command is not well formed",
+    "out_of_order": "the command's `at` is earlier than the account's last event (T1, I6)",
+    "command_id_conflict": "the command_id was used before with different content (T2)",
+    "conflict": "another writer changed the same account at the same time; retry (M6)",
+    # accounts (M1-M9)
+    "account_exists": "an account with this id is already open (M1)",
+    "unknown_account": "no account has this id",
+    "parent_not_master": "a sub-account's parent must be a master (M1)",
+    "not_master": "only a master account may do this (M3, M4, M7)",
+    "not_whitelisted": "the master is not on the beta whitelist (M3)",
+    "risk_assessment_required": "the master has not completed the risk assessment (M4)",
+    "master_not_eligible": "the sub-account's master has neither upgraded nor activated (M5)",
+    "already_in_mode": "the account is already in that mode (M5)",
+    "already_activated": "the master has already activated Unified mode (M7)",
+    "open_positions": "the account has an open futures position (M5)",
+    "pending_orders": "the account has an open order (M5)",
+    "outstanding_liabilities": "the account owes something or has a negative balance (M5)",
+    "not_unified": "the account is not in unified mode (B3)",
+    "api_key_exists": "an API key with this id exists (M9)",
+    "unknown_api_key": "no API key has this id (M9)",
+    "api_key_wrong_account": "the API key belongs to another account (M9)",
+    "api_key_forbidden": "the API key lacks the permission this command needs (M9)",
+    "api_key_not_unified": "a unified account needs an API key with the unified option (M9)",
+    # money (W1-W4)
+    "unknown_currency": "the currency is not registered (W1)",
+    "unknown_wallet": "the account has no such wallet in its mode (W2, W3)",
+    "insufficient_balance": "the available balance does not cover the amount (W2, O1, B3)",
+    "insufficient_margin": "the account's adjusted equity would not cover its initial margin (W2)",
+    "transfer_not_allowed": "transfers go only within one master's family (W3)",
+    # orders (O1-O3)
+    "order_exists": "an order with this id exists on the account (O1)",
+    "unknown_order": "the account has no open order with this id (O2)",
+    "overfill": "the fill is larger than what is left of the order (O2)",
+    "unknown_symbol": "the symbol is not BASE-USDT of a registered currency (O1)",
+    # margin and borrowing (F1-F6, B1-B4)
+    "no_price": "a needed mark price has not been set (§4)",
+    "borrow_limit_exceeded": "the amount is above the account's borrowing limit (B2, B3)",
+    "platform_limit_exceeded": "the amount is above what the platform may still lend (B2, B3)",
+    "nothing_to_repay": "the account owes nothing in this currency (B3)",
+}
+
+
+class LedgerError(Exception):
+    """A rejected command: a stable ``code`` from ``CODES`` and a human ``message``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        assert code in CODES, f"unregistered error code {code!r}"
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}

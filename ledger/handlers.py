@@ -1,0 +1,340 @@
+"""The service layer: one handler per command type (SPEC §12).
+
+A handler loads what it needs through the unit of work, runs every guard, then calls the
+aggregates' event methods.  It knows nothing of storage, the CLI or the clock: `at` comes in.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+from ledger import commands as c
+from ledger.account import UNIFIED, Account
+from ledger.errors import LedgerError
+from ledger.indexes import ApiKeyIndex
+from ledger.margin import BorrowLimit, borrow_limit
+from ledger.money import ZERO, fmt
+from ledger.platform import QUOTE
+from ledger.trading import fill_order, place_order
+from ledger.unit_of_work import UnitOfWork
+
+Handler = Callable[[UnitOfWork, c.Command, datetime], None]
+HANDLERS: dict[type[c.Command], Handler] = {}
+
+# M9: what an API key must allow for each command; commands not listed refuse API keys.
+PERMISSIONS: dict[type[c.Command], str] = {
+    c.Deposit: "transfer", c.Withdraw: "transfer", c.Transfer: "transfer",
+    c.Borrow: "spot", c.Repay: "spot",
+}
+
+
+def handles(kind: type[c.Command]) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+    return register
+
+
+def execute(uow: UnitOfWork, cmd: c.Command, at: datetime) -> None:
+    uow.begin(at)
+    if cmd.api_key is not None:
+        check_api_key(uow, cmd)
+    HANDLERS[type(cmd)](uow, cmd, at)
+
+
+def required_permission(cmd: c.Command) -> str | None:
+    if isinstance(cmd, (c.PlaceOrder,)):
+        return cmd.market
+    if isinstance(cmd, (c.CancelOrder, c.FillOrder)):
+        return None  # decided by the order's market, see check_api_key
+    return PERMISSIONS.get(type(cmd))
+
+
+def check_api_key(uow: UnitOfWork, cmd: c.Command) -> None:
+    """M9: the key belongs to the command's account, allows the command, and is unified
+    when the account is."""
+    key = uow.api_key(cmd.api_key or "")
+    if key is None:
+        raise LedgerError("unknown_api_key", f"no API key {cmd.api_key}")
+    owner = cmd.accounts[0] if cmd.accounts else None
+    if key.account != owner:
+        raise LedgerError("api_key_wrong_account", f"API key {key.key_id} belongs to {key.account}, not {owner}")
+    acct = uow.account(key.account)
+    permissions = acct.api_keys[key.key_id]["permissions"]
+    needed = required_permission(cmd)
+    if isinstance(cmd, (c.CancelOrder, c.FillOrder)):
+        needed = acct.open_order(cmd.order_id)["market"]
+    if needed is None or needed not in permissions:
+        raise LedgerError("api_key_forbidden", f"API key {key.key_id} may not {cmd.type.replace('_', ' ')}")
+    if acct.mode == UNIFIED and not acct.api_keys[key.key_id]["unified"]:
+        raise LedgerError("api_key_not_unified", f"{acct.account} is unified; key {key.key_id} lacks the unified option")
+
+
+def touch(uow: UnitOfWork, account: str, at: datetime) -> Account:
+    acct = uow.account(account)
+    acct.check_time(at)
+    return acct
+
+
+def master_of(uow: UnitOfWork, acct: Account) -> Account | None:
+    return uow.account(acct.parent) if acct.parent else None
+
+
+# --- accounts and modes ----------------------------------------------------------------------
+@handles(c.OpenAccount)
+def open_account(uow: UnitOfWork, cmd: c.OpenAccount, at: datetime) -> None:
+    if uow.find_account(cmd.account) is not None:
+        raise LedgerError("account_exists", f"account {cmd.account} is already open")
+    if cmd.parent is not None:
+        parent = uow.account(cmd.parent)
+        if not parent.is_master:
+            raise LedgerError("parent_not_master", f"{cmd.parent} is a sub-account; sub-accounts have no sub-accounts")
+    uow.add(Account(account=cmd.account, parent=cmd.parent, vip_level=cmd.vip_level, at=at))
+
+
+@handles(c.Whitelist)
+def whitelist(uow: UnitOfWork, cmd: c.Whitelist, at: datetime) -> None:
+    acct = touch(uow, cmd.account, at)
+    acct.require_master("join the Unified beta whitelist")
+    if not acct.whitelisted:
+        acct.whitelist(at)
+
+
+@handles(c.CompleteRiskAssessment)
+def complete_risk_assessment(uow: UnitOfWork, cmd: c.CompleteRiskAssessment, at: datetime) -> None:
+    acct = touch(uow, cmd.account, at)
+    acct.require_master("complete the risk assessment")
+    acct.complete_risk_assessment(cmd.score, cmd.agreements_version, at)
+
+
+@handles(c.SwitchMode)
+def switch_mode(uow: UnitOfWork, cmd: c.SwitchMode, at: datetime) -> None:
+    acct = touch(uow, cmd.account, at)
+    acct.switch_mode(cmd.mode, uow.platform, master_of(uow, acct), at)
+
+
+@handles(c.ActivateUnified)
+def activate_unified(uow: UnitOfWork, cmd: c.ActivateUnified, at: datetime) -> None:
+    touch(uow, cmd.account, at).activate_unified(uow.platform, at)
+
+
+@handles(c.CreateApiKey)
+def create_api_key(uow: UnitOfWork, cmd: c.CreateApiKey, at: datetime) -> None:
+    acct = touch(uow, cmd.account, at)
+    if uow.api_key(cmd.key_id) is not None:
+        raise LedgerError("api_key_exists", f"an API key {cmd.key_id} exists")
+    if cmd.unified and not acct.is_master and acct.mode != UNIFIED:
+        acct.switch_mode(UNIFIED, uow.platform, master_of(uow, acct), at)  # M8
+    acct.create_api_key(cmd.key_id, cmd.unified, list(cmd.permissions), at)
+    uow.add(ApiKeyIndex(key_id=cmd.key_id, account=cmd.account, at=at))
+
+
+# --- money movements ---------------------------------------------------------------------------
+@handles(c.Deposit)
+def deposit(uow: UnitOfWork, cmd: c.Deposit, at: datetime) -> None:
+    acct = touch(uow, cmd.account, at)
+    platform = uow.platform
+    platform.check_amount(cmd.currency, cmd.amount)
+    wallet = acct.check_wallet(cmd.wallet)
+    acct.deposited(cmd.currency, cmd.amount, wallet, at)
+    acct.auto_repay(cmd.currency, cmd.amount, "deposit", platform, at)  # R1
+
+
+@handles(c.Withdraw)
+def withdraw(uow: UnitOfWork, cmd: c.Withdraw, at: datetime) -> None:
+    acct = touch(uow, cmd.account, at)
+    platform = uow.platform
+    platform.check_amount(cmd.currency, cmd.amount)
+    wallet = acct.check_wallet(cmd.wallet)
+    acct.check_can_pay_out(cmd.currency, cmd.amount, wallet, platform)
+    acct.withdrawn(cmd.currency, cmd.amount, wallet, at)
+
+
+def check_family(src: Account, dst: Account) -> None:
+    """W3: master ↔ its own subs, sub ↔ sub of one master, or one account's own wallets."""
+    if src.account == dst.account:
+        return
+    if src.parent == dst.account or dst.parent == src.account:
+        return
+    if src.parent is not None and src.parent == dst.parent:
+        return
+    raise LedgerError("transfer_not_allowed", f"{src.account} and {dst.account} are not in one master's family")
+
+
+@handles(c.Transfer)
+def transfer(uow: UnitOfWork, cmd: c.Transfer, at: datetime) -> None:
+    src = touch(uow, cmd.from_account, at)
+    dst = touch(uow, cmd.to_account, at)
+    check_family(src, dst)
+    platform = uow.platform
+    platform.check_amount(cmd.currency, cmd.amount)
+    from_wallet, to_wallet = src.check_wallet(cmd.from_wallet), dst.check_wallet(cmd.to_wallet)
+    if src is dst and from_wallet == to_wallet:
+        raise LedgerError("transfer_not_allowed", f"a transfer within {src.account} needs two different wallets")
+    src.check_can_pay_out(cmd.currency, cmd.amount, from_wallet, platform)
+    if src is dst:
+        src.wallet_transferred(cmd.currency, cmd.amount, from_wallet, to_wallet, at)
+        return
+    src.transferred_out(dst.account, cmd.currency, cmd.amount, from_wallet, at)
+    dst.transferred_in(src.account, cmd.currency, cmd.amount, to_wallet, at)
+    dst.auto_repay(cmd.currency, cmd.amount, "transfer_in", platform, at)  # R1
+
+
+# --- orders ------------------------------------------------------------------------------------
+def limit_of(uow: UnitOfWork, acct: Account, currency: str) -> BorrowLimit:
+    platform = uow.platform
+    return borrow_limit(currency, acct.liability(currency), acct.vip_level,
+                        acct.margin(platform), platform, uow.platform_owed(currency))
+
+
+@handles(c.PlaceOrder)
+def place(uow: UnitOfWork, cmd: c.PlaceOrder, at: datetime) -> None:
+    acct = touch(uow, cmd.account, at)
+    place_order(acct, cmd, uow.platform, lambda cur: limit_of(uow, acct, cur).limit, at)
+
+
+@handles(c.CancelOrder)
+def cancel(uow: UnitOfWork, cmd: c.CancelOrder, at: datetime) -> None:
+    touch(uow, cmd.account, at).cancel_order(cmd.order_id, at)
+
+
+@handles(c.FillOrder)
+def fill(uow: UnitOfWork, cmd: c.FillOrder, at: datetime) -> None:
+    fill_order(touch(uow, cmd.account, at), cmd, uow.platform, at)
+
+
+# --- borrowing ----------------------------------------------------------------------------------
+@handles(c.Borrow)
+def borrow(uow: UnitOfWork, cmd: c.Borrow, at: datetime) -> None:
+    """B3: borrow explicitly within B2."""
+    acct = touch(uow, cmd.account, at)
+    acct.check_unified()
+    uow.platform.check_amount(cmd.currency, cmd.amount)
+    limit = limit_of(uow, acct, cmd.currency)
+    if cmd.amount > limit.personal:
+        raise LedgerError(
+            "borrow_limit_exceeded",
+            f"{acct.account} may borrow at most {fmt(limit.personal)} {cmd.currency} (quota and margin); "
+            f"{fmt(cmd.amount)} asked",
+        )
+    if cmd.amount > limit.limit:
+        raise LedgerError(
+            "platform_limit_exceeded",
+            f"the platform may lend {fmt(limit.limit)} more {cmd.currency}; {fmt(cmd.amount)} asked",
+        )
+    acct.borrowed(cmd.currency, cmd.amount, "manual", False, at)
+
+
+@handles(c.Repay)
+def repay(uow: UnitOfWork, cmd: c.Repay, at: datetime) -> None:
+    """B3/R2: repay from cash, never more than owed (a larger amount repays all that is owed)."""
+    acct = touch(uow, cmd.account, at)
+    platform = uow.platform
+    platform.check_amount(cmd.currency, cmd.amount)
+    owed = acct.liability(cmd.currency)
+    if not owed:
+        raise LedgerError("nothing_to_repay", f"{acct.account} owes no {cmd.currency}")
+    amount = min(cmd.amount, owed)
+    available = acct.available(cmd.currency, platform)
+    if amount > available:
+        raise LedgerError(
+            "insufficient_balance",
+            f"{acct.account} has {fmt(max(available, ZERO))} {cmd.currency} available; repaying {fmt(amount)} needs more",
+        )
+    acct.repay(cmd.currency, amount, "manual", at)
+
+
+# --- platform parameters ---------------------------------------------------------------------
+def params(uow: UnitOfWork, at: datetime):  # type: ignore[no-untyped-def]
+    platform = uow.platform
+    platform.check_time(at)
+    return platform
+
+
+@handles(c.RegisterCurrency)
+def register_currency(uow: UnitOfWork, cmd: c.RegisterCurrency, at: datetime) -> None:
+    platform = params(uow, at)
+    if cmd.currency in platform.currencies:
+        raise LedgerError("validation_error", f"currency {cmd.currency} is already registered")
+    platform.register_currency(cmd.currency, cmd.precision, at)
+
+
+@handles(c.SetPrice)
+def set_price(uow: UnitOfWork, cmd: c.SetPrice, at: datetime) -> None:
+    """§4 and B1/R1: a new mark re-values every unified position in BASE-USDT at once."""
+    platform = params(uow, at)
+    platform.check_amount(QUOTE, cmd.price)
+    if cmd.currency == QUOTE:
+        raise LedgerError("validation_error", "USDT is the quote currency; its price is always 1")
+    platform.precision(cmd.currency)
+    holders = [uow.account(a) for a in sorted(uow.holders(f"{cmd.currency}-{QUOTE}").accounts)]
+    holders = [h for h in holders if h.mode == UNIFIED]
+    for holder in holders:
+        holder.check_time(at)
+    before = {h.account: min(h.upl(platform), 0) for h in holders}
+    platform.set_price(cmd.currency, cmd.price, at)
+    for holder in holders:
+        gain = min(holder.upl(platform), 0) - before[holder.account]
+        holder.settle_futures(platform, at, gain=gain)
+
+
+def known(uow: UnitOfWork, currency: str, at: datetime):  # type: ignore[no-untyped-def]
+    platform = params(uow, at)
+    platform.precision(currency)
+    return platform
+
+
+@handles(c.SetCollateralTiers)
+def set_collateral_tiers(uow: UnitOfWork, cmd: c.SetCollateralTiers, at: datetime) -> None:
+    tiers = [[t.up_to, t.ratio] for t in cmd.tiers]
+    known(uow, cmd.currency, at).set_collateral_tiers(cmd.currency, tiers, at)
+
+
+@handles(c.SetInterestRate)
+def set_interest_rate(uow: UnitOfWork, cmd: c.SetInterestRate, at: datetime) -> None:
+    known(uow, cmd.currency, at).set_interest_rate(cmd.currency, cmd.hourly_rate, cmd.vip_level, at)
+
+
+@handles(c.SetInterestFreeAllowance)
+def set_interest_free_allowance(uow: UnitOfWork, cmd: c.SetInterestFreeAllowance, at: datetime) -> None:
+    platform = known(uow, cmd.currency, at)
+    platform.check_amount(cmd.currency, cmd.amount)
+    platform.set_interest_free_allowance(cmd.currency, cmd.amount, at)
+
+
+@handles(c.SetBorrowQuota)
+def set_borrow_quota(uow: UnitOfWork, cmd: c.SetBorrowQuota, at: datetime) -> None:
+    platform = known(uow, cmd.currency, at)
+    platform.check_amount(cmd.currency, cmd.amount)
+    platform.set_borrow_quota(cmd.currency, cmd.amount, cmd.vip_level, at)
+
+
+@handles(c.SetPlatformBorrowLimit)
+def set_platform_borrow_limit(uow: UnitOfWork, cmd: c.SetPlatformBorrowLimit, at: datetime) -> None:
+    platform = known(uow, cmd.currency, at)
+    if cmd.amount is not None:
+        platform.check_amount(cmd.currency, cmd.amount)
+    platform.set_platform_borrow_limit(cmd.currency, cmd.amount, at)
+
+
+@handles(c.SetMarginRates)
+def set_margin_rates(uow: UnitOfWork, cmd: c.SetMarginRates, at: datetime) -> None:
+    platform = params(uow, at)
+    if cmd.symbol is not None:
+        platform.check_symbol(cmd.symbol)
+    else:
+        platform.precision(cmd.currency or "")
+    platform.set_margin_rates(cmd.symbol or cmd.currency or "", cmd.imr, cmd.mmr, at)
+
+
+@handles(c.SetRiskThresholds)
+def set_risk_thresholds(uow: UnitOfWork, cmd: c.SetRiskThresholds, at: datetime) -> None:
+    params(uow, at).set_risk_thresholds(cmd.alert, cmd.liquidation, cmd.target, at)
+
+
+@handles(c.SetPlatformFlags)
+def set_platform_flags(uow: UnitOfWork, cmd: c.SetPlatformFlags, at: datetime) -> None:
+    params(uow, at).set_flags(cmd.flags(), at)
+
+
+assert set(HANDLERS) == set(c.AnyCommand.__origin__.__args__), "a command type has no handler"  # type: ignore[attr-defined]

@@ -1,0 +1,78 @@
+"""Small aggregates that keep facts across accounts exact and enforced by the store.
+
+- ``LendingPool`` (``pool/USDT``): what all accounts owe of a currency together (B2, L2).
+- ``PositionHolders`` (``holders/BTC-USDT``): accounts with a position in a symbol, so a
+  mark price change settles exactly those accounts (B1, R1).
+- ``ApiKeyIndex`` (``apikey/K``): which account a key belongs to (M9); ids are unique.
+- ``CommandRecord`` (``command/ID``): an accepted command_id, its content digest and first
+  result (T2).  Created in the same transaction as the command's effects, so the store's
+  unique (id, version) makes a command_id take effect once across processes and restarts.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from eventsourcing.domain import event
+
+from ledger.base import LedgerAggregate
+from ledger.money import ZERO
+
+
+class LendingPool(LedgerAggregate):
+    @staticmethod
+    def create_id(currency: str, **_: Any) -> str:
+        return f"pool/{currency}"
+
+    @event("LendingPoolOpened")
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self.outstanding = ZERO
+
+    @event("OutstandingChanged")
+    def change(self, account: str, delta: Decimal, at: datetime) -> None:
+        self.outstanding += delta
+        assert self.outstanding >= 0, "all accounts together can never owe less than zero"
+
+
+class PositionHolders(LedgerAggregate):
+    @staticmethod
+    def create_id(symbol: str, **_: Any) -> str:
+        return f"holders/{symbol}"
+
+    @event("PositionHoldersOpened")
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.accounts: set[str] = set()
+
+    @event("HolderAdded")
+    def add(self, account: str, at: datetime) -> None:
+        self.accounts.add(account)
+
+    @event("HolderRemoved")
+    def remove(self, account: str, at: datetime) -> None:
+        self.accounts.discard(account)
+
+
+class ApiKeyIndex(LedgerAggregate):
+    @staticmethod
+    def create_id(key_id: str, **_: Any) -> str:
+        return f"apikey/{key_id}"
+
+    @event("ApiKeyRegistered")
+    def __init__(self, key_id: str, account: str, at: datetime) -> None:
+        self.key_id = key_id
+        self.account = account
+
+
+class CommandRecord(LedgerAggregate):
+    @staticmethod
+    def create_id(command_id: str, **_: Any) -> str:
+        return f"command/{command_id}"
+
+    @event("CommandAccepted")
+    def __init__(self, command_id: str, digest: str, result: list[dict[str, Any]], at: datetime) -> None:
+        self.command_id = command_id
+        self.digest = digest
+        self.result = result

@@ -1,0 +1,143 @@
+"""Margin arithmetic for unified accounts: the one place that computes F1-F6 and B2.
+
+All in USDT, all ``Decimal``.  Every function is pure: it takes balances and the platform
+parameters and returns numbers.  A price that is needed and missing raises ``no_price``;
+nothing is ever valued at a silent zero.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Mapping, Sequence
+
+from ledger.money import ZERO, round_down
+from ledger.platform import QUOTE, Platform
+
+
+@dataclass(frozen=True)
+class Position:
+    symbol: str
+    qty: Decimal  # negative for shorts
+    entry_price: Decimal
+
+
+@dataclass(frozen=True)
+class MarginState:
+    """What F1-F6 need of one account."""
+
+    cash: Mapping[str, Decimal]  # the unified wallet
+    liabilities: Mapping[str, Decimal]
+    positions: Sequence[Position]
+
+
+@dataclass(frozen=True)
+class Margin:
+    equity: dict[str, Decimal]
+    upl: Decimal
+    adjusted_equity: Decimal
+    initial_margin: Decimal
+    maintenance_margin: Decimal
+    nav: Decimal
+    risk_ratio: Decimal | None  # None: infinite (F5)
+    liquidatable: bool
+
+
+def base_of(symbol: str) -> str:
+    return symbol.removesuffix("-" + QUOTE)
+
+
+def unrealized_pnl(position: Position, mark: Decimal) -> Decimal:
+    """O3: qty × (mark − entry); qty is negative for shorts."""
+    return position.qty * (mark - position.entry_price)
+
+
+def total_upl(positions: Sequence[Position], platform: Platform) -> Decimal:
+    return sum(
+        (unrealized_pnl(p, platform.price(base_of(p.symbol))) for p in positions), ZERO
+    )
+
+
+def equities(state: MarginState, upl: Decimal) -> dict[str, Decimal]:
+    """F1: equity_c = cash_c − liab_c (+ upl for USDT)."""
+    currencies = set(state.cash) | set(state.liabilities) | {QUOTE}
+    out = {}
+    for c in sorted(currencies):
+        out[c] = state.cash.get(c, ZERO) - state.liabilities.get(c, ZERO)
+    out[QUOTE] += upl
+    return out
+
+
+def collateral_value(currency: str, equity: Decimal, platform: Platform) -> Decimal:
+    """F2: price × Σ_tiers ratio × (part of max(equity, 0) in the tier), progressive."""
+    quantity = max(equity, ZERO)
+    if quantity == 0:
+        return ZERO
+    weighted, floor = ZERO, ZERO
+    for up_to, ratio in platform.collateral_tiers(currency):
+        ceiling = quantity if up_to is None else min(quantity, up_to)
+        if ceiling > floor:
+            weighted += ratio * (ceiling - floor)
+            floor = ceiling
+        if up_to is None or quantity <= up_to:
+            break
+    if weighted == 0:
+        return ZERO
+    return platform.price(currency) * weighted
+
+
+def margin(state: MarginState, platform: Platform) -> Margin:
+    upl = total_upl(state.positions, platform)
+    equity = equities(state, upl)
+    # F3: AE = Σ CV_c − Σ price_c × max(−equity_c, 0)
+    adjusted = sum((collateral_value(c, e, platform) for c, e in equity.items()), ZERO)
+    adjusted -= sum((platform.price(c) * -e for c, e in equity.items() if e < 0), ZERO)
+    # F4: IM / MM of liabilities and futures positions
+    im = mm = ZERO
+    for c, owed in state.liabilities.items():
+        if owed:
+            imr, mmr = platform.liability_rates(c)
+            value = platform.price(c) * owed
+            im, mm = im + value * imr, mm + value * mmr
+    for p in state.positions:
+        imr, mmr = platform.futures_rates(p.symbol)
+        notional = abs(p.qty) * platform.price(base_of(p.symbol))
+        im, mm = im + notional * imr, mm + notional * mmr
+    # F6: NAV = Σ price_c × equity_c (every currency held or owed needs a price)
+    nav = sum((platform.price(c) * e for c, e in equity.items() if e), ZERO)
+    # F5: MM / AE when AE > 0; 0 when MM = 0; otherwise infinite
+    if mm == 0:
+        ratio: Decimal | None = ZERO
+    elif adjusted > 0:
+        ratio = mm / adjusted
+    else:
+        ratio = None
+    liquidation = platform.thresholds["liquidation"]
+    liquidatable = mm > 0 and (adjusted <= 0 or mm >= liquidation * adjusted)
+    return Margin(equity, upl, adjusted, im, mm, nav, ratio, liquidatable)
+
+
+@dataclass(frozen=True)
+class BorrowLimit:
+    personal: Decimal  # min(quota − liab, margin capacity), floored at 0
+    limit: Decimal  # B2: personal, further capped by the platform's remaining limit
+
+
+def borrow_limit(
+    currency: str,
+    owed: Decimal,
+    vip_level: int,
+    account_margin: Margin,
+    platform: Platform,
+    platform_owed: Decimal,
+) -> BorrowLimit:
+    """B2: min(quota − liab, max(0, AE − IM) / (price × imr), limit − platform liab), ≥ 0."""
+    places = platform.precision(currency)
+    imr, _ = platform.liability_rates(currency)
+    free = max(ZERO, account_margin.adjusted_equity - account_margin.initial_margin)
+    capacity = free / (platform.price(currency) * imr)
+    personal = max(ZERO, round_down(min(platform.quota(currency, vip_level) - owed, capacity), places))
+    platform_limit = platform.platform_limit(currency)
+    if platform_limit is None:
+        return BorrowLimit(personal, personal)
+    remaining = max(ZERO, round_down(platform_limit - platform_owed, places))
+    return BorrowLimit(personal, min(personal, remaining))

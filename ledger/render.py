@@ -1,0 +1,55 @@
+"""Plain-data rendering of events and values for machine output (SPEC §12, §14)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from ledger.base import LedgerAggregate, LedgerEvent, event_fields, event_name
+from ledger.money import fmt
+
+
+def plain(value: Any) -> Any:
+    """Decimals → strings, datetimes → RFC 3339 UTC, containers recursively."""
+    if isinstance(value, Decimal):
+        return fmt(value)
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in value]
+    return value
+
+
+def rfc3339(at: datetime) -> str:
+    text = at.astimezone(timezone.utc).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def event_dict(agg_id: str, event: LedgerEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": event_name(event)}
+    kind, _, name = agg_id.partition("/")
+    if kind == "account":
+        out["account"] = name
+    elif kind != "platform":
+        out["aggregate"] = agg_id
+    out.update(plain(event_fields(event)))
+    return out
+
+
+PUBLIC_AGGREGATES = ("account/", "platform")
+
+
+def result_events(pairs: list[tuple[LedgerAggregate, LedgerEvent]]) -> list[dict[str, Any]]:
+    """The events a command answers with: accounts' and the platform's parameter changes
+    (not index upkeep, nor the platform's creation with the defaults)."""
+    return [
+        event_dict(agg.id, e) for agg, e in pairs
+        if agg.id.startswith(PUBLIC_AGGREGATES) and event_name(e) != "PlatformInitialised"
+    ]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(plain(value), separators=(",", ":"))

@@ -1,0 +1,55 @@
+"""``--db URL`` → eventsourcing's persistence settings (SPEC §13).
+
+``sqlite:///path`` (relative) or ``sqlite:////abs/path``, and
+``postgresql://user:pass@host:port/dbname``.  Anything else is a ``StoreError`` with one
+sentence; the CLI prints it as one line.
+"""
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+DEFAULT_URL = "sqlite:///ledger.db"
+
+
+class StoreError(Exception):
+    pass
+
+
+def persistence_env(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
+        if parts.netloc or not path:
+            raise StoreError(f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs/path.db")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    if parts.scheme in ("postgresql", "postgres"):
+        dbname = unquote(parts.path.lstrip("/"))
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            raise StoreError(f"bad PostgreSQL URL {url!r}: the port is not a number") from None
+        if not parts.hostname or not dbname or "/" in dbname:
+            raise StoreError(f"bad PostgreSQL URL {url!r}: use postgresql://user:pass@host:port/dbname")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": dbname,
+            "POSTGRES_HOST": parts.hostname,
+            "POSTGRES_PORT": str(port),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": "4",
+        }
+    raise StoreError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://user:pass@host:port/dbname")
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url

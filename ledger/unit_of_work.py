@@ -1,0 +1,150 @@
+"""A batch of commands against in-memory aggregates, saved in one transaction.
+
+Handlers reach aggregates only through the unit of work.  It remembers, per command, how
+many pending events each touched aggregate had, so a rejected command can be rolled back
+exactly (T3) while the rest of the batch goes on.  After each accepted command it keeps the
+cross-account indexes in step: lending pools (what all accounts owe) and position holders.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Callable, TypeVar
+
+from eventsourcing.application import AggregateNotFoundError, Repository
+
+from ledger.account import Account, account_key
+from ledger.base import LedgerAggregate
+from ledger.errors import LedgerError
+from ledger.indexes import ApiKeyIndex, CommandRecord, LendingPool, PositionHolders
+from ledger.margin import base_of
+from ledger.platform import PLATFORM_ID, Platform, default_parameters
+
+A = TypeVar("A", bound=LedgerAggregate)
+MAX_AGGREGATES_PER_BATCH = 50_000  # a bound on what one transaction may hold in memory
+
+
+class UnitOfWork:
+    def __init__(self, repository: Repository[str]) -> None:
+        self.repository = repository
+        self.loaded: dict[str, LedgerAggregate | None] = {}
+        self._marks: dict[str, int] = {}  # pending-event counts at first touch this command
+        self._created: set[str] = set()  # ids created by the current command
+        self._before: dict[str, tuple[dict[str, Decimal], frozenset[str]]] = {}
+        self.at: datetime | None = None
+
+    # --- reaching aggregates -----------------------------------------------------------------
+    def find(self, key: str) -> LedgerAggregate | None:
+        if key not in self.loaded:
+            if len(self.loaded) >= MAX_AGGREGATES_PER_BATCH:
+                raise RuntimeError("batch too large: split the input into smaller batches")
+            try:
+                self.loaded[key] = self.repository.get(key)
+            except AggregateNotFoundError:
+                self.loaded[key] = None
+        agg = self.loaded[key]
+        if agg is not None and key not in self._marks:
+            self._marks[key] = agg.pending_count
+            if isinstance(agg, Account):
+                self._before[key] = (agg.liabilities(), frozenset(agg.positions))
+        return agg
+
+    def add(self, agg: A) -> A:
+        assert self.loaded.get(agg.id) is None, f"{agg.id} exists"
+        self.loaded[agg.id] = agg
+        self._created.add(agg.id)
+        self._marks[agg.id] = 0
+        if isinstance(agg, Account):
+            self._before[agg.id] = ({}, frozenset())
+        return agg
+
+    def find_account(self, account: str) -> Account | None:
+        return self.find(account_key(account))  # type: ignore[return-value]
+
+    def account(self, account: str) -> Account:
+        found = self.find_account(account)
+        if found is None:
+            raise LedgerError("unknown_account", f"no account {account}")
+        return found
+
+    @property
+    def platform(self) -> Platform:
+        found = self.find(PLATFORM_ID)
+        if found is None:
+            assert self.at is not None
+            found = self.add(Platform(parameters=default_parameters(), at=self.at))
+        return found  # type: ignore[return-value]
+
+    def _index(self, key: str, make: Callable[[], A]) -> A:
+        found = self.find(key)
+        return found if found is not None else self.add(make())  # type: ignore[return-value]
+
+    def pool(self, currency: str) -> LendingPool:
+        return self._index(f"pool/{currency}", lambda: LendingPool(currency=currency))
+
+    def platform_owed(self, currency: str) -> Decimal:
+        return self.pool(currency).outstanding
+
+    def holders(self, symbol: str) -> PositionHolders:
+        return self._index(f"holders/{symbol}", lambda: PositionHolders(symbol=symbol))
+
+    def api_key(self, key_id: str) -> ApiKeyIndex | None:
+        return self.find(f"apikey/{key_id}")  # type: ignore[return-value]
+
+    def command_record(self, command_id: str) -> CommandRecord | None:
+        return self.find(f"command/{command_id}")  # type: ignore[return-value]
+
+    # --- one command at a time ---------------------------------------------------------------
+    def begin(self, at: datetime) -> None:
+        self.at = at
+        self._marks.clear()
+        self._created.clear()
+        self._before.clear()
+
+    def commit(self) -> list[tuple[LedgerAggregate, Any]]:
+        """Bring the indexes in step and return the events this command triggered."""
+        assert self.at is not None
+        for key, (liabilities, symbols) in list(self._before.items()):
+            acct = self.loaded[key]
+            assert isinstance(acct, Account)
+            after = acct.liabilities()
+            for currency in sorted(set(liabilities) | set(after)):
+                delta = after.get(currency, Decimal(0)) - liabilities.get(currency, Decimal(0))
+                if delta:
+                    self.pool(currency).change(acct.account, delta, self.at)
+            now = frozenset(acct.positions)
+            for symbol in sorted(now - symbols):
+                self.holders(symbol).add(acct.account, self.at)
+            for symbol in sorted(symbols - now):
+                self.holders(symbol).remove(acct.account, self.at)
+        events = []
+        for key, mark in self._marks.items():
+            agg = self.loaded[key]
+            if agg is not None:
+                events.extend((agg, e) for e in agg._pending_events[mark:])
+        return events
+
+    def rollback(self) -> None:
+        """T3: put every aggregate this command touched back as it was before it."""
+        for key, mark in self._marks.items():
+            agg = self.loaded[key]
+            if key in self._created:
+                self.loaded[key] = None
+            elif agg is not None and agg.pending_count != mark:
+                self.loaded[key] = self._rebuild(key, agg._pending_events[:mark])
+        self._marks.clear()
+        self._created.clear()
+        self._before.clear()
+
+    def _rebuild(self, key: str, pending: list[Any]) -> LedgerAggregate:
+        try:
+            agg: Any = self.repository.get(key)
+        except AggregateNotFoundError:
+            agg = None
+        for e in pending:
+            agg = e.mutate(agg)
+        agg._pending_events = list(pending)
+        return agg
+
+    def dirty(self) -> list[LedgerAggregate]:
+        return [agg for agg in self.loaded.values() if agg is not None and agg.pending_count]

@@ -1,0 +1,73 @@
+"""Read views of an account (SPEC §14), built from the aggregates and ``ledger.margin``."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Callable
+
+from ledger.account import UNIFIED, Account
+from ledger.errors import LedgerError
+from ledger.margin import base_of, borrow_limit, unrealized_pnl
+from ledger.money import ZERO
+from ledger.platform import QUOTE, Platform
+from ledger.render import plain
+
+
+def account_view(acct: Account, platform: Platform, platform_owed: Callable[[str], Decimal]) -> dict[str, Any]:
+    """Every §14 field; margin fields are null for classic accounts, or when a price is missing
+    (then ``margin_error`` says which)."""
+    unified = acct.mode == UNIFIED
+    view: dict[str, Any] = {
+        "account": acct.account,
+        "parent": acct.parent,
+        "mode": acct.mode,
+        "vip_level": acct.vip_level,
+        "wallets": {w: dict(sorted(b.items())) for w, b in acct.wallets.items()},
+        "balances": {},
+        "positions": [],
+        "open_orders": [
+            {k: o[k] for k in ("order_id", "market", "symbol", "side", "qty", "filled_qty", "price")}
+            for o in acct.orders.values()
+        ],
+        "adjusted_equity": None, "initial_margin": None, "maintenance_margin": None,
+        "risk_ratio": None, "liquidatable": False, "nav": None, "borrowable": {},
+    }
+    currencies = sorted({c for b in acct.wallets.values() for c in b} | set(acct.liabilities()))
+    try:
+        m = acct.margin(platform) if unified else None
+    except LedgerError as error:
+        m, view["margin_error"] = None, error.as_dict()
+    for c in currencies:
+        cash = sum((b.get(c, ZERO) for b in acct.wallets.values()), ZERO)
+        available = sum((acct.cash(c, w) - acct.holds(c, w) for w in acct.wallets), ZERO)
+        if unified and c == QUOTE and m is not None:
+            available += min(m.upl, ZERO)
+        view["balances"][c] = {
+            "cash": cash,
+            "liability": acct.liability(c),
+            "upl_liability": acct.upl_liability.get(c, ZERO),
+            "available": available,
+            "equity": m.equity.get(c, ZERO) if m is not None else cash - acct.liability(c),
+        }
+    for p in acct.position_list():
+        try:
+            mark: Decimal | None = platform.price(base_of(p.symbol))
+        except LedgerError:
+            mark = None
+        view["positions"].append({
+            "symbol": p.symbol, "qty": p.qty, "entry_price": p.entry_price, "mark_price": mark,
+            "unrealized_pnl": unrealized_pnl(p, mark) if mark is not None else None,
+        })
+    if m is not None:
+        view.update({
+            "adjusted_equity": m.adjusted_equity, "initial_margin": m.initial_margin,
+            "maintenance_margin": m.maintenance_margin,
+            "risk_ratio": None if m.risk_ratio is None else m.risk_ratio.quantize(Decimal("1e-8")),
+            "liquidatable": m.liquidatable, "nav": m.nav,
+        })
+        for c in sorted(platform.currencies):
+            try:
+                limit = borrow_limit(c, acct.liability(c), acct.vip_level, m, platform, platform_owed(c))
+            except LedgerError:
+                continue  # no price: nothing can be lent against it
+            view["borrowable"][c] = limit.limit
+    return plain(view)
