@@ -24,7 +24,6 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, help="An event-sou
 account_cli = typer.Typer(no_args_is_help=True, help="Accounts: show one, list all.")
 cli.add_typer(account_cli, name="account")
 out = Console()
-err = Console(stderr=True)
 
 
 class State:
@@ -36,7 +35,8 @@ def utcnow() -> datetime:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"ledger: {message}", markup=False, highlight=False)
+    """One line on standard error, then exit with ``code``."""
+    print(f"ledger: {' '.join(message.split())}", file=sys.stderr)
     raise typer.Exit(code)
 
 
@@ -49,7 +49,7 @@ def opened(url: Optional[str] = None) -> Iterator[LedgerApp]:
     except StoreError as error:
         fail(str(error))
     except Exception as error:  # the driver's own error: say it in one line
-        fail(f"cannot open the store {redact(url)}: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}")
+        fail(f"cannot open the store {redact(url)}: {str(error) or type(error).__name__}")
     try:
         yield app
     finally:

@@ -1,0 +1,103 @@
+"""Test helpers: apply commands, assert results, and check that rejections record nothing."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from ledger.account import Account
+from ledger.app import LedgerApp
+from ledger.platform import Platform
+from ledger.views import account_view
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+def at(minutes: float = 0) -> str:
+    """An RFC 3339 instant `minutes` after T0."""
+    return (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+class Ledger:
+    """A LedgerApp with a clock that moves one second per command unless `at` is given."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.app = LedgerApp(env=env)
+        self.clock = T0
+
+    def close(self) -> None:
+        self.app.close()
+
+    def reopen(self) -> "Ledger":
+        """A second application on the same store (another process, or after a restart)."""
+        return Ledger(self.env)
+
+    def now(self) -> datetime:
+        self.clock += timedelta(seconds=1)
+        return self.clock
+
+    def apply(self, *cmds: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.app.apply(list(cmds), self.now)
+
+    def ok(self, cmd: dict[str, Any]) -> list[dict[str, Any]]:
+        """Apply one command that must succeed; return its events."""
+        [result] = self.apply(cmd)
+        assert result["ok"], f"{cmd['type']} was rejected: {result}"
+        return result["events"]
+
+    def oks(self, *cmds: dict[str, Any]) -> None:
+        for cmd in cmds:
+            self.ok(cmd)
+
+    def reject(self, cmd: dict[str, Any], code: str) -> dict[str, str]:
+        """Apply one command that must be rejected with `code` and record nothing (T3)."""
+        before = self.app.recorder.max_notification_id()
+        [result] = self.apply(cmd)
+        assert not result["ok"], f"{cmd['type']} was accepted: {result}"
+        assert result["error"]["code"] == code, result["error"]
+        assert result["error"]["message"], "every rejection says why"
+        assert self.app.recorder.max_notification_id() == before, "a rejected command recorded something"
+        return result["error"]
+
+    def account(self, account: str) -> Account:
+        return self.app.account(account)
+
+    def platform(self) -> Platform:
+        return self.app.platform()
+
+    def view(self, account: str) -> dict[str, Any]:
+        return account_view(self.account(account), self.platform(), self.app.platform_owed)
+
+    def cash(self, account: str, currency: str, wallet: str | None = None) -> Decimal:
+        return self.account(account).cash(currency, wallet)
+
+    def liability(self, account: str, currency: str) -> Decimal:
+        return self.account(account).liability(currency)
+
+    def events(self, account: str, name: str | None = None) -> list[Any]:
+        return [e for e in self.app.history(account) if name is None or type(e).__name__ == name]
+
+    # --- common set-ups ----------------------------------------------------------------------
+    def open(self, account: str, parent: str | None = None, vip_level: int = 0) -> None:
+        cmd: dict[str, Any] = {"type": "open_account", "account": account, "vip_level": vip_level}
+        if parent:
+            cmd["parent"] = parent
+        self.ok(cmd)
+
+    def unified_master(self, account: str, deposits: dict[str, str] | None = None, vip_level: int = 0) -> None:
+        """Open, whitelist, assess and upgrade a master, then deposit into it."""
+        self.open(account, vip_level=vip_level)
+        self.oks(
+            {"type": "whitelist", "account": account},
+            {"type": "complete_risk_assessment", "account": account, "score": 80, "agreements_version": "v1"},
+            {"type": "switch_mode", "account": account, "mode": "unified"},
+        )
+        for currency, amount in (deposits or {}).items():
+            self.ok({"type": "deposit", "account": account, "currency": currency, "amount": amount})
+
+    def price(self, currency: str, price: str) -> list[dict[str, Any]]:
+        return self.ok({"type": "set_price", "currency": currency, "price": price})
+
+
+D = Decimal
