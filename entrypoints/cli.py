@@ -16,13 +16,16 @@ from rich.table import Table
 from ledger.app import BATCH_SIZE, LedgerApp
 from ledger.commands import _timestamp
 from ledger.errors import LedgerError
-from ledger.render import dumps, event_dict, rfc3339
+from ledger.money import fmt
+from ledger.render import dumps, event_dict, plain, rfc3339
 from ledger.store import DEFAULT_URL, StoreError, persistence_env, redact
 from ledger.views import account_view
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="An event-sourced ledger for Unified Trading Accounts.")
 account_cli = typer.Typer(no_args_is_help=True, help="Accounts: show one, list all.")
 cli.add_typer(account_cli, name="account")
+interest_cli = typer.Typer(no_args_is_help=True, help="Hourly interest (I1-I6).")
+cli.add_typer(interest_cli, name="interest")
 out = Console()
 
 
@@ -45,7 +48,7 @@ def opened(url: Optional[str] = None) -> Iterator[LedgerApp]:
     """The application on the store at ``url``; a bad URL or an unreachable server is one line."""
     url = url or State.db_url
     try:
-        app = LedgerApp(env=persistence_env(url))
+        app = LedgerApp.open(persistence_env(url))
     except StoreError as error:
         fail(str(error))
     except Exception as error:  # the driver's own error: say it in one line
@@ -226,6 +229,70 @@ def history(
         details = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in r.items() if k not in ("type", "at", "seq"))
         table.add_row(str(r["seq"]), r["at"], r["type"], details)
     out.print(table)
+
+
+# --- interest, worker, status --------------------------------------------------------------------
+@interest_cli.command("run")
+def interest_run(
+    hour: Optional[str] = typer.Option(None, "--hour", help="run as if at this instant (default now)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+) -> None:
+    """Charge every hour ≤ T not yet charged, exactly once; the events carry at = T."""
+    from rich.progress import Progress
+
+    from workers.interest import run_interest
+
+    run_at = parse_time(hour, "--hour") or utcnow()
+    with opened() as app:
+        if as_json:
+            run = run_interest(app, run_at)
+        else:
+            with Progress(console=Console(stderr=True), transient=True) as bar:
+                task = bar.add_task("charging interest", total=None)
+                run = run_interest(app, run_at, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    charges = [plain(vars(c)) for c in run.charges]
+    if as_json:
+        print(json.dumps({"at": rfc3339(run_at), "charges": charges,
+                          "skipped": run.skipped}, indent=2))
+        return
+    table = Table("account", "currency", "hour", "liability", "free", "rate", "interest", "paid", "capitalized")
+    for c in charges:
+        table.add_row(c["account"], c["currency"], c["hour"], c["liability"], c["interest_free"], c["rate"],
+                      c["interest"], c["paid"], c["capitalized"])
+    out.print(table)
+    totals = ", ".join(f"{fmt(v)} {c}" for c, v in run.totals().items()) or "nothing"
+    out.print(f"{len(charges)} charges on {len({c['account'] for c in charges})} accounts at {rfc3339(run_at)}: {totals}")
+    for s in run.skipped:
+        out.print(f"skipped {s['account']}: {s['message']}")
+
+
+@cli.command()
+def worker() -> None:
+    """Long-running scheduler: hourly interest at :00, the 5-minute sweep slot; stops on SIGTERM/SIGINT."""
+    from workers.scheduler import run_worker
+
+    with opened() as app:
+        run_worker(app)
+
+
+@cli.command()
+def status(as_json: bool = typer.Option(False, "--json", help="machine output")) -> None:
+    """The last hour charged, the last sweep, and anything overdue."""
+    from workers.status import job_status
+
+    with opened() as app:
+        report = job_status(app, utcnow())
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    interest = report["interest"]
+    out.print(f"interest: last hour charged {interest['last_hour'] or 'never'} (last run {interest['last_run_at'] or 'never'}), "
+              f"{interest['accounts_due']} accounts with hours due")
+    out.print(f"sweep: last mark {report['sweep']['last_mark'] or 'never'}")
+    for item in report["overdue"]:
+        out.print(f"[red]overdue[/red]: {item}")
+    if not report["overdue"]:
+        out.print("nothing overdue")
 
 
 @cli.command()

@@ -7,7 +7,7 @@ resulting positions) so that replay is plain arithmetic.  Margin numbers come fr
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +20,20 @@ from ledger.money import ZERO, fmt, round_down, round_up
 from ledger.platform import QUOTE, Platform
 
 CLASSIC, UNIFIED = "classic", "unified"
+HOUR = timedelta(hours=1)
+
+
+def opening_qty(position_qty: Decimal, side: str, qty: Decimal) -> Decimal:
+    """The part of a futures order that would open or enlarge exposure if it filled whole:
+    reducing or closing a position adds no risk (O1)."""
+    delta = qty if side == "buy" else -qty
+    return max(ZERO, abs(position_qty + delta) - abs(position_qty))
+
+
+def ceil_hour(at: datetime) -> datetime:
+    """The first top of an hour at or after ``at`` (an event at exactly H counts for H)."""
+    floor = at.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == at else floor + HOUR
 WALLETS = {CLASSIC: ("spot", "futures"), UNIFIED: ("unified",)}
 TRADING_WALLET = {CLASSIC: "spot", UNIFIED: "unified"}
 
@@ -49,6 +63,11 @@ class Account(LedgerAggregate):
         self.upl_liability: dict[str, Decimal] = {}  # UPL-generated part of principal (B1)
         self.orders: dict[str, dict[str, Any]] = {}
         self.positions: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (qty, entry)
+        # I1: per currency, the first hour not yet charged at which something may be owed,
+        # and the liability changes since then (at, currency, liability delta, UPL-tag delta)
+        self.interest_due: dict[str, datetime] = {}
+        self.liability_log: list[tuple[datetime, str, Decimal, Decimal]] = []
+        self.closed_until: datetime | None = None  # I6: the last hour charged or settled
         self.last_at = at
 
     # --- reading -----------------------------------------------------------------------
@@ -116,12 +135,18 @@ class Account(LedgerAggregate):
         return wallet
 
     def check_time(self, at: datetime) -> None:
-        """T1: per account, `at` never goes back."""
+        """T1: per account, `at` never goes back; I6: history up to a charged hour is closed."""
         if at < self.last_at:
             raise LedgerError(
                 "out_of_order",
                 f"account {self.account} has events up to {self.last_at.isoformat()}; "
                 f"{at.isoformat()} is earlier",
+            )
+        if self.closed_until is not None and at <= self.closed_until:
+            raise LedgerError(
+                "out_of_order",
+                f"interest for {self.closed_until.isoformat()} is charged on {self.account}; "
+                f"history up to that hour is closed",
             )
 
     def check_unified(self) -> None:
@@ -270,6 +295,7 @@ class Account(LedgerAggregate):
         if upl_generated:
             self.upl_liability[currency] = self.upl_liability.get(currency, ZERO) + amount
         self._move("unified", currency, amount)
+        self._log_liability(at, currency, amount, amount if upl_generated else ZERO)
         self.last_at = at
 
     @event("Repaid")
@@ -282,13 +308,63 @@ class Account(LedgerAggregate):
         self._reduce(self.interest, currency, interest)
         self._reduce(self.upl_liability, currency, upl_generated)
         self._move("unified", currency, -amount)
+        self._log_liability(at, currency, -amount, -upl_generated)
         self.last_at = at
 
     @event("LiabilityReclassified")
     def reclassified(self, currency: str, amount: Decimal, at: datetime) -> None:
         """The UPL-generated tag is lifted from ``amount`` once the loss is no longer unrealised."""
         self._reduce(self.upl_liability, currency, amount)
+        self._log_liability(at, currency, ZERO, -amount)
         self.last_at = at
+
+    def _log_liability(self, at: datetime, currency: str, delta: Decimal, upl_delta: Decimal) -> None:
+        """I1: remember changes while an hour may still be charged on them."""
+        if currency not in self.interest_due:
+            if not self.liability(currency):
+                return
+            self.interest_due[currency] = ceil_hour(at)
+        self.liability_log.append((at, currency, delta, upl_delta))
+
+    def owed_at(self, currency: str, hour: datetime) -> tuple[Decimal, Decimal]:
+        """I1: (liability, UPL-generated part) at the top of ``hour``: today's, less every
+        logged change after it.  Interest of earlier hours is in today's liability already."""
+        owed, upl = self.liability(currency), self.upl_liability.get(currency, ZERO)
+        for at, c, delta, upl_delta in reversed(self.liability_log):
+            if at <= hour:
+                break
+            if c == currency:
+                owed, upl = owed - delta, upl - upl_delta
+        return owed, upl
+
+    def next_change_after(self, currency: str, hour: datetime) -> datetime | None:
+        return next((at for at, c, _, _ in self.liability_log if c == currency and at > hour), None)
+
+    @event("InterestCharged")
+    def interest_charged(
+        self, currency: str, hour: datetime, liability: Decimal, interest_free: Decimal,
+        rate: Decimal, interest: Decimal, paid: Decimal, capitalized: Decimal, at: datetime,
+    ) -> None:
+        """I4: paid from the balance, the rest capitalised; hours up to ``hour`` are closed."""
+        assert paid + capitalized == interest
+        self._move(self.trading_wallet, currency, -paid)
+        if capitalized:
+            self.interest[currency] = self.interest.get(currency, ZERO) + capitalized
+        self._close_hours(currency, hour)
+        self.interest_due[currency] = hour + HOUR
+        self.last_at = at
+
+    @event("InterestSettled")
+    def interest_settled(self, currency: str, through_hour: datetime, at: datetime) -> None:
+        """Nothing more is owed in ``currency`` and no later hour can be charged on it."""
+        self._close_hours(currency, through_hour)
+        self.interest_due.pop(currency, None)
+        self.last_at = at
+
+    def _close_hours(self, currency: str, hour: datetime) -> None:
+        self.liability_log = [e for e in self.liability_log if e[1] != currency or e[0] > hour]
+        if self.closed_until is None or hour > self.closed_until:
+            self.closed_until = hour
 
     @staticmethod
     def _reduce(book: dict[str, Decimal], currency: str, amount: Decimal) -> None:
@@ -327,8 +403,9 @@ class Account(LedgerAggregate):
         return amount
 
     def settle_futures(self, platform: Platform, at: datetime, gain: Decimal, fee: Decimal = ZERO) -> None:
-        """B1 / R1 for USDT after UPL moved or a futures fill: borrow a shortfall (the part
-        covering unrealised loss tagged UPL-generated), repay from a gain, keep the tag ≤ loss."""
+        """B1 / R1 for USDT after UPL moved or a futures fill: borrow a shortfall (source fee
+        for the fee's part, futures_upl for a futures loss, tagged UPL-generated only for the
+        part covering unrealised loss), repay from a gain, and keep the tag ≤ the loss."""
         if self.mode != UNIFIED:
             return
         places = platform.precision(QUOTE)
@@ -340,7 +417,7 @@ class Account(LedgerAggregate):
             tagged = min(shortfall - fee_part, room)
             loss_part = shortfall - fee_part - tagged
             for amount, source, tag in ((fee_part, "fee", False), (tagged, "futures_upl", True),
-                                        (loss_part, "futures_loss", False)):
+                                        (loss_part, "futures_upl", False)):
                 if amount > 0:
                     self.borrowed(QUOTE, amount, source, tag, at)
         elif gain > 0:
@@ -400,8 +477,10 @@ class Account(LedgerAggregate):
 
     def futures_order_margin(self, platform: Platform) -> Decimal:
         """IM that open futures orders would need, counted against free margin (O1)."""
-        return sum(
-            ((o["qty"] - o["filled_qty"]) * o["price"] * platform.futures_rates(o["symbol"])[0]
-             for o in self.orders.values() if o["market"] == "futures"),
-            ZERO,
-        )
+        total = ZERO
+        for o in self.orders.values():
+            if o["market"] == "futures":
+                qty, _ = self.positions.get(o["symbol"], (ZERO, ZERO))
+                opening = opening_qty(qty, o["side"], o["qty"] - o["filled_qty"])
+                total += opening * o["price"] * platform.futures_rates(o["symbol"])[0]
+        return total

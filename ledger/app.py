@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, InternalError
 
 from ledger.account import Account, account_key
 from ledger.commands import parse_command
@@ -54,40 +54,58 @@ def digest(obj: Mapping[str, Any]) -> str:
 class LedgerApp(Application[str]):
     env = {"ORIGINATOR_ID_TYPE": "text"}
 
+    @classmethod
+    def open(cls, env: Mapping[str, str], attempts: int = 5) -> "LedgerApp":
+        """Construct on a store, creating its tables on first use.  Processes starting
+        together on a new PostgreSQL database race to create the same tables and functions
+        ("tuple concurrently updated", or a duplicate catalog key); that DDL is idempotent,
+        so it is retried briefly."""
+        for attempt in range(attempts):
+            try:
+                return cls(env=dict(env))
+            except (InternalError, IntegrityError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+        raise AssertionError("unreachable")
+
     # --- commands ----------------------------------------------------------------------------
     def apply(self, objs: list[Any], now: Callable[[], datetime]) -> list[Result]:
         """Apply decoded commands in order; ``now`` is the clock for commands without `at`."""
         results: list[Result] = []
         for start in range(0, len(objs), BATCH_SIZE):
             batch = objs[start:start + BATCH_SIZE]
-            defaults = [now() for _ in batch]
-            results.extend(self._apply_with_retries(batch, defaults))
+            results.extend(self.transact(batch, lambda uow, obj: self._execute(uow, obj, now)))
         return results
 
-    def _apply_with_retries(self, objs: list[Any], defaults: list[datetime]) -> list[Result]:
+    def transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result]) -> list[Result]:
+        """Run ``step`` for every item in one unit of work and save it in one transaction.
+
+        When another writer saved one of the same aggregates first, everything is recomputed
+        from fresh state (a bounded number of times, then item by item): results are only
+        returned for what was saved.  Commands without `at` take the clock at each attempt, so
+        a retried command is never older than the writer it lost to (T1)."""
         for attempt in range(MAX_ATTEMPTS):
+            uow = UnitOfWork(self.repository)
+            results = [step(uow, item) for item in items]
+            dirty = uow.dirty()
             try:
-                return self._apply_once(objs, defaults)
+                if dirty:
+                    self.save(*dirty)
+                return results
             except IntegrityError:
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))
-        if len(objs) > 1:
-            return [r for obj, at in zip(objs, defaults) for r in self._apply_with_retries([obj], [at])]
+        if len(items) > 1:
+            return [r for item in items for r in self.transact([item], step)]
         return [rejected(LedgerError("conflict", "other writers kept changing the same accounts; retry"))]
 
-    def _apply_once(self, objs: list[Any], defaults: list[datetime]) -> list[Result]:
-        uow = UnitOfWork(self.repository)
-        results = [self._execute(uow, obj, at) for obj, at in zip(objs, defaults)]
-        dirty = uow.dirty()
-        if dirty:
-            self.save(*dirty)
-        return results
-
-    def _execute(self, uow: UnitOfWork, obj: Any, default_at: datetime) -> Result:
+    def _execute(self, uow: UnitOfWork, obj: Any, now: Callable[[], datetime]) -> Result:
         try:
             cmd = parse_command(obj)
         except LedgerError as error:
             return rejected(error)
-        at = cmd.at or default_at
+        at = cmd.at or now()
+        uow.begin(at)  # from here on, a rejection rolls back exactly this command
         try:
             if cmd.command_id is not None:
                 record = uow.command_record(cmd.command_id)

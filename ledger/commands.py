@@ -41,7 +41,7 @@ MAX_PERMISSIONS = 4
 def _decimal_string(value: Any) -> Decimal:
     if not isinstance(value, str):
         raise ValueError("must be a decimal string such as \"12.5\"")
-    if not _DECIMAL.match(value):
+    if not _DECIMAL.fullmatch(value):
         raise ValueError(
             "must be a non-negative plain decimal with at most 15 integer digits "
             "and 18 decimals"
@@ -62,7 +62,7 @@ def _at_most_one(value: Decimal) -> Decimal:
 
 
 def _timestamp(value: Any) -> datetime:
-    if not isinstance(value, str) or not _RFC3339.match(value):
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise ValueError("must be an RFC 3339 timestamp such as 2026-01-01T00:00:00Z")
     return datetime.fromisoformat(value.replace("z", "Z")).astimezone(timezone.utc)
 

@@ -36,7 +36,7 @@ def handles(kind: type[c.Command]) -> Callable[[Handler], Handler]:
 
 
 def execute(uow: UnitOfWork, cmd: c.Command, at: datetime) -> None:
-    uow.begin(at)
+    """Run one command; the caller has called ``uow.begin(at)``."""
     if cmd.api_key is not None:
         check_api_key(uow, cmd)
     HANDLERS[type(cmd)](uow, cmd, at)

@@ -3,6 +3,8 @@
 - ``LendingPool`` (``pool/USDT``): what all accounts owe of a currency together (B2, L2).
 - ``PositionHolders`` (``holders/BTC-USDT``): accounts with a position in a symbol, so a
   mark price change settles exactly those accounts (B1, R1).
+- ``InterestDue`` (``interest/due``): accounts with hours that may still be charged (I5),
+  so an interest run reads them without loading every account.
 - ``ApiKeyIndex`` (``apikey/K``): which account a key belongs to (M9); ids are unique.
 - ``CommandRecord`` (``command/ID``): an accepted command_id, its content digest and first
   result (T2).  Created in the same transaction as the command's effects, so the store's
@@ -44,15 +46,33 @@ class PositionHolders(LedgerAggregate):
     @event("PositionHoldersOpened")
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self.accounts: set[str] = set()
+        self.accounts: dict[str, bool] = {}
 
     @event("HolderAdded")
     def add(self, account: str, at: datetime) -> None:
-        self.accounts.add(account)
+        self.accounts[account] = True
 
     @event("HolderRemoved")
     def remove(self, account: str, at: datetime) -> None:
-        self.accounts.discard(account)
+        self.accounts.pop(account, None)
+
+
+class InterestDue(LedgerAggregate):
+    @staticmethod
+    def create_id(**_: Any) -> str:
+        return "interest/due"
+
+    @event("InterestDueOpened")
+    def __init__(self) -> None:
+        self.accounts: dict[str, bool] = {}
+
+    @event("InterestBecameDue")
+    def add(self, account: str, at: datetime) -> None:
+        self.accounts[account] = True
+
+    @event("InterestNoLongerDue")
+    def remove(self, account: str, at: datetime) -> None:
+        self.accounts.pop(account, None)
 
 
 class ApiKeyIndex(LedgerAggregate):
@@ -76,3 +96,28 @@ class CommandRecord(LedgerAggregate):
         self.command_id = command_id
         self.digest = digest
         self.result = result
+
+
+class RunLog(LedgerAggregate):
+    """The latest completed run of a scheduled job (``runs/interest``, ``runs/sweep``), for
+    ``ledger status``.  Every run appends one summary event."""
+
+    @staticmethod
+    def create_id(job: str, **_: Any) -> str:
+        return f"runs/{job}"
+
+    @event("RunLogOpened")
+    def __init__(self, job: str) -> None:
+        self.job = job
+        self.last_run_at: datetime | None = None
+        self.last_hour: datetime | None = None
+        self.runs = 0
+
+    @event("InterestRunCompleted")
+    def interest_run_completed(
+        self, at: datetime, first_hour: datetime | None, last_hour: datetime,
+        accounts: int, charges: int, totals: dict[str, Decimal],
+    ) -> None:
+        self.last_run_at = at if self.last_run_at is None else max(self.last_run_at, at)
+        self.last_hour = last_hour if self.last_hour is None else max(self.last_hour, last_hour)
+        self.runs += 1

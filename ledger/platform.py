@@ -83,7 +83,7 @@ class Platform(LedgerAggregate):
     def check_amount(self, currency: str, amount: Decimal) -> None:
         """W1: a known currency and no more decimals than its precision."""
         places = self.precision(currency)
-        if decimal_places(amount) > places:
+        if decimal_places(amount.normalize()) > places:  # by value: "1.000000000" is 1
             raise LedgerError(
                 "validation_error",
                 f"{currency} amounts have at most {places} decimals; got {amount}",

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Callable
 
-from ledger.account import CLASSIC, UNIFIED, Account
+from ledger.account import CLASSIC, UNIFIED, Account, opening_qty
 from ledger.commands import FillOrder, PlaceOrder
 from ledger.errors import LedgerError
 from ledger.margin import base_of
@@ -44,7 +44,8 @@ def place_order(
             )
     else:
         imr, _ = platform.futures_rates(cmd.symbol)
-        order_im = cmd.qty * cmd.price * imr
+        position_qty, _ = acct.positions.get(cmd.symbol, (ZERO, ZERO))
+        order_im = opening_qty(position_qty, cmd.side, cmd.qty) * cmd.price * imr
         if acct.mode == CLASSIC:
             wallet, hold_currency, hold = "futures", QUOTE, round_up(order_im, usdt_places)
             available = acct.available(QUOTE, platform, wallet)
@@ -59,7 +60,7 @@ def place_order(
             platform.price(base)  # a unified position is always marked
             m = acct.margin(platform)
             free = m.adjusted_equity - m.initial_margin - acct.futures_order_margin(platform)
-            if order_im > free:
+            if order_im > 0 and order_im > free:  # a reducing order is always allowed
                 raise LedgerError(
                     "insufficient_margin",
                     f"{acct.account} has {fmt(round_down(max(free, ZERO), usdt_places))} USDT of free "
@@ -148,8 +149,8 @@ def _fill_futures(acct: Account, cmd: FillOrder, order: dict, places: int,
     delta = cmd.qty if order["side"] == "buy" else -cmd.qty
     new_qty, new_entry, realized = next_position(qty, entry, delta, cmd.price)
     realized = round_even(realized, places)
-    imr, _ = platform.futures_rates(order["symbol"])
-    released = _released(order, full, round_up(cmd.qty * order["price"] * imr, places))
+    remaining = order["qty"] - order["filled_qty"]
+    released = _released(order, full, round_up(order["hold"] * cmd.qty / remaining, places))  # pro rata
     cash = {QUOTE: realized - cmd.fee} if realized != cmd.fee else {}
     acct.order_filled(cmd.order_id, cmd.qty, cmd.price, cmd.fee, cash, released,
                       [new_qty, new_entry], realized, at)

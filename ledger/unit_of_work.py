@@ -16,7 +16,7 @@ from eventsourcing.application import AggregateNotFoundError, Repository
 from ledger.account import Account, account_key
 from ledger.base import LedgerAggregate
 from ledger.errors import LedgerError
-from ledger.indexes import ApiKeyIndex, CommandRecord, LendingPool, PositionHolders
+from ledger.indexes import ApiKeyIndex, CommandRecord, InterestDue, LendingPool, PositionHolders
 from ledger.margin import base_of
 from ledger.platform import PLATFORM_ID, Platform, default_parameters
 
@@ -30,7 +30,7 @@ class UnitOfWork:
         self.loaded: dict[str, LedgerAggregate | None] = {}
         self._marks: dict[str, int] = {}  # pending-event counts at first touch this command
         self._created: set[str] = set()  # ids created by the current command
-        self._before: dict[str, tuple[dict[str, Decimal], frozenset[str]]] = {}
+        self._before: dict[str, tuple[dict[str, Decimal], frozenset[str], bool]] = {}
         self.at: datetime | None = None
 
     # --- reaching aggregates -----------------------------------------------------------------
@@ -46,7 +46,7 @@ class UnitOfWork:
         if agg is not None and key not in self._marks:
             self._marks[key] = agg.pending_count
             if isinstance(agg, Account):
-                self._before[key] = (agg.liabilities(), frozenset(agg.positions))
+                self._before[key] = (agg.liabilities(), frozenset(agg.positions), bool(agg.interest_due))
         return agg
 
     def add(self, agg: A) -> A:
@@ -55,7 +55,7 @@ class UnitOfWork:
         self._created.add(agg.id)
         self._marks[agg.id] = 0
         if isinstance(agg, Account):
-            self._before[agg.id] = ({}, frozenset())
+            self._before[agg.id] = ({}, frozenset(), False)
         return agg
 
     def find_account(self, account: str) -> Account | None:
@@ -88,6 +88,9 @@ class UnitOfWork:
     def holders(self, symbol: str) -> PositionHolders:
         return self._index(f"holders/{symbol}", lambda: PositionHolders(symbol=symbol))
 
+    def interest_due(self) -> InterestDue:
+        return self._index("interest/due", InterestDue)
+
     def api_key(self, key_id: str) -> ApiKeyIndex | None:
         return self.find(f"apikey/{key_id}")  # type: ignore[return-value]
 
@@ -104,7 +107,7 @@ class UnitOfWork:
     def commit(self) -> list[tuple[LedgerAggregate, Any]]:
         """Bring the indexes in step and return the events this command triggered."""
         assert self.at is not None
-        for key, (liabilities, symbols) in list(self._before.items()):
+        for key, (liabilities, symbols, was_due) in list(self._before.items()):
             acct = self.loaded[key]
             assert isinstance(acct, Account)
             after = acct.liabilities()
@@ -117,6 +120,9 @@ class UnitOfWork:
                 self.holders(symbol).add(acct.account, self.at)
             for symbol in sorted(symbols - now):
                 self.holders(symbol).remove(acct.account, self.at)
+            if bool(acct.interest_due) != was_due:
+                index = self.interest_due()
+                (index.add if acct.interest_due else index.remove)(acct.account, self.at)
         events = []
         for key, mark in self._marks.items():
             agg = self.loaded[key]
