@@ -8,6 +8,7 @@ recomputes from fresh state and finds the hour charged.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -20,7 +21,7 @@ from ledger.interest import Charge, charge_hours, floor_hour
 from ledger.platform import Platform
 from ledger.unit_of_work import UnitOfWork
 
-BATCH_ACCOUNTS = 500
+BATCH_ACCOUNTS = int(os.environ.get("LEDGER_INTEREST_BATCH_ACCOUNTS", "500"))  # accounts per transaction
 
 
 @dataclass

@@ -15,7 +15,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from ledger.app import LedgerApp
@@ -37,11 +37,13 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging() -> None:
+    """The worker's and APScheduler's logs, as JSON lines on standard error."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    for logger, level in ((log, logging.INFO), (logging.getLogger("apscheduler"), logging.WARNING)):
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
 
 
 class Jobs:
@@ -67,8 +69,8 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def build_scheduler(jobs: Jobs, clock: Callable[[], datetime] = now) -> BlockingScheduler:
-    scheduler = BlockingScheduler(timezone=timezone.utc, job_defaults=JOB_DEFAULTS)
+def build_scheduler(jobs: Jobs, clock: Callable[[], datetime] = now) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults=JOB_DEFAULTS)
     scheduler.add_job(lambda: jobs.interest(clock()), CronTrigger(minute=0, timezone=timezone.utc),
                       id="interest", name="hourly interest")
     scheduler.add_job(lambda: jobs.sweep(clock()), CronTrigger(minute="*/5", timezone=timezone.utc),
@@ -77,16 +79,19 @@ def build_scheduler(jobs: Jobs, clock: Callable[[], datetime] = now) -> Blocking
 
 
 def run_worker(app: LedgerApp) -> None:
-    """Catch up at once, then run on schedule until SIGTERM or SIGINT."""
+    """Catch up at once, then run on schedule until SIGTERM or SIGINT.  The main thread only
+    waits; jobs run in the scheduler's thread and see ``stopping`` between batches."""
     setup_logging()
     stopping = threading.Event()
     jobs = Jobs(app, stopping)
     scheduler = build_scheduler(jobs)
 
+    received: list[str] = []
+
     def stop(signum: int, _frame: object) -> None:
-        log.info("stopping", extra={"fields": {"signal": signal.Signals(signum).name}})
+        # Only flags here: a signal handler must not log or take the scheduler's locks.
+        received.append(signal.Signals(signum).name)
         stopping.set()
-        scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -94,4 +99,6 @@ def run_worker(app: LedgerApp) -> None:
     jobs.interest(now())  # catch up through the store after any downtime
     if not stopping.is_set():
         scheduler.start()
-    log.info("worker stopped")
+        stopping.wait()
+        scheduler.shutdown(wait=True)  # a running job stops after its current batch (one transaction)
+    log.info("worker stopped", extra={"fields": {"signal": received[0] if received else None}})
