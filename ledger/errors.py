@@ -41,6 +41,7 @@ CODES: dict[str, str] = {
     "order_exists": "an order with this id exists on the account (O1)",
     "unknown_order": "the account has no open order with this id (O2)",
     "overfill": "the fill is larger than what is left of the order (O2)",
+    "price_outside_limit": "a fill price is worse than the order's limit price (O2)",
     "unknown_symbol": "the symbol is not BASE-USDT of a registered currency (O1)",
     # margin and borrowing (F1-F6, B1-B4)
     "no_price": "a needed mark price has not been set (§4)",

@@ -57,6 +57,8 @@ def check_api_key(uow: UnitOfWork, cmd: c.Command) -> None:
     if key is None:
         raise LedgerError("unknown_api_key", f"no API key {cmd.api_key}")
     owner = cmd.accounts[0] if cmd.accounts else None
+    if owner is None:
+        raise LedgerError("api_key_forbidden", f"API keys may not {cmd.type.replace('_', ' ')}: platform commands are internal")
     if key.account != owner:
         raise LedgerError("api_key_wrong_account", f"API key {key.key_id} belongs to {key.account}, not {owner}")
     acct = uow.account(key.account)

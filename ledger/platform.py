@@ -13,7 +13,7 @@ from eventsourcing.domain import event
 
 from ledger.base import LedgerAggregate
 from ledger.errors import LedgerError
-from ledger.money import ONE, ZERO, decimal_places
+from ledger.money import ONE, ZERO, decimal_places, fmt
 
 PLATFORM_ID = "platform"
 QUOTE = "USDT"  # W1: the quote currency, price 1
@@ -86,7 +86,7 @@ class Platform(LedgerAggregate):
         if decimal_places(amount.normalize()) > places:  # by value: "1.000000000" is 1
             raise LedgerError(
                 "validation_error",
-                f"{currency} amounts have at most {places} decimals; got {amount}",
+                f"{currency} amounts have at most {places} decimals; got {fmt(amount)}",
             )
 
     def price(self, currency: str) -> Decimal:

@@ -34,7 +34,8 @@ def place_order(
         needed = acct.holds(hold_currency, wallet) + hold
         cash = acct.balance(hold_currency, platform) if acct.mode == UNIFIED else acct.cash(hold_currency, wallet)
         margin_on = acct.mode == UNIFIED and platform.flags["spot_margin_enabled"]  # B4
-        cover = cash + (borrowable(hold_currency) if margin_on else ZERO)
+        # borrowing capacity (which needs every price) only matters when cash falls short
+        cover = cash + (borrowable(hold_currency) if margin_on and needed > cash else ZERO)
         if needed > cover:
             what = "cash plus borrowing capacity" if margin_on else "cash"
             raise LedgerError(
@@ -96,6 +97,8 @@ def fill_order(acct: Account, cmd: FillOrder, platform: Platform, at: datetime) 
     if cmd.qty > remaining:
         raise LedgerError("overfill", f"order {cmd.order_id} has {fmt(remaining)} left; the fill is {fmt(cmd.qty)}")
     symbol, side = order["symbol"], order["side"]
+    if (side == "buy" and cmd.price > order["price"]) or (side == "sell" and cmd.price < order["price"]):
+        raise LedgerError("price_outside_limit", f"a {side} limit order at {fmt(order['price'])} cannot fill at {fmt(cmd.price)}")
     base = base_of(symbol)
     platform.check_amount(base, cmd.qty)
     platform.check_amount(QUOTE, cmd.price)

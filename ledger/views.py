@@ -7,7 +7,7 @@ from typing import Any, Callable
 from ledger.account import UNIFIED, Account
 from ledger.errors import LedgerError
 from ledger.margin import base_of, borrow_limit, unrealized_pnl
-from ledger.money import ZERO
+from ledger.money import ZERO, round_down
 from ledger.platform import QUOTE, Platform
 from ledger.render import plain
 
@@ -40,7 +40,7 @@ def account_view(acct: Account, platform: Platform, platform_owed: Callable[[str
         cash = sum((b.get(c, ZERO) for b in acct.wallets.values()), ZERO)
         available = sum((acct.cash(c, w) - acct.holds(c, w) for w in acct.wallets), ZERO)
         if unified and c == QUOTE and m is not None:
-            available += min(m.upl, ZERO)
+            available = round_down(available + min(m.upl, ZERO), platform.precision(c))  # W4
         view["balances"][c] = {
             "cash": cash,
             "liability": acct.liability(c),

@@ -622,9 +622,9 @@ def test_platform_limit_caps_order_capacity_but_not_fills(ledger: Ledger) -> Non
     # cover = 10000 + min(50000, 1000) = 11000 → 0.22 BTC at 50000
     ledger.reject(place("alice", "o1", "buy", "0.22000001", "50000"), "insufficient_balance")
     order(ledger, "alice", "o1", "buy", "0.22", "50000")
-    # the fill at a worse price is a fact: 0.22 × 51000 = 11220 → borrow 1220, past the limit
-    events = fill(ledger, "alice", "o1", "0.22", "51000")
-    assert of(events, "Borrowed") == [borrowed("USDT", "1220", "spot")]
+    # the fill and its fee are facts: 0.22 × 50000 + 220 = 11220 → borrow 1000 + 220, past the limit
+    events = fill(ledger, "alice", "o1", "0.22", "50000", fee="220")
+    assert of(events, "Borrowed") == [borrowed("USDT", "1000", "spot"), borrowed("USDT", "220", "fee")]
     assert ledger.liability("alice", "USDT") == D(1220)
     assert D(ledger.view("alice")["borrowable"]["USDT"]) == D(0)
     ledger.reject(borrow("alice", "USDT", "1"), "platform_limit_exceeded")

@@ -232,13 +232,18 @@ def test_classic_fill_is_never_rejected_for_funds(ledger: Ledger) -> None:
     assert D(ledger.view("alice")["balances"]["USDT"]["available"]) == D("-2.5")
 
 
-def test_classic_fill_above_order_price_is_not_rejected(ledger: Ledger) -> None:
-    """O2: a buy filled above its limit price (engine fact) is recorded even past the cash."""
+def test_fill_worse_than_the_limit_price_is_refused(ledger: Ledger) -> None:
+    """O2: a limit order never fills at a worse price; a better price is a normal fill."""
     ledger.open("alice")
     ledger.ok(deposit("alice", "USDT", "100"))
-    ledger.ok(order("alice", "o1", "buy", "1", "100"))
-    ledger.ok(fill("alice", "o1", "1", "101"))
-    assert ledger.cash("alice", "USDT") == D(-1)
+    ledger.ok(deposit("alice", "BTC", "2"))
+    ledger.ok(order("alice", "b1", "buy", "1", "100"))
+    ledger.reject(fill("alice", "b1", "1", "101"), "price_outside_limit")
+    ledger.ok(order("alice", "s1", "sell", "1", "100"))
+    ledger.reject(fill("alice", "s1", "1", "99.99999999"), "price_outside_limit")
+    ledger.ok(fill("alice", "b1", "1", "99"))
+    ledger.ok(fill("alice", "s1", "1", "100.5"))
+    assert ledger.cash("alice", "USDT") == D("101.5")
 
 
 def test_fill_fee_precision_is_checked(ledger: Ledger) -> None:
