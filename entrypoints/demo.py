@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from ledger.app import LedgerApp
+from ledger.money import fmt
 from ledger.views import account_view
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -38,9 +39,10 @@ STEPS: list[tuple[str, list[dict[str, Any]], list[str]]] = [
         {"type": "complete_risk_assessment", "account": "alice", "score": 72, "agreements_version": "2026-01", "at": at(4)},
         {"type": "switch_mode", "account": "alice", "mode": "unified", "at": at(4)},
     ], ["alice"]),
-    ("The price feed marks BTC and ETH; the bot's sub-account gets a unified API key (M8, M9)", [
+    ("The price feed marks BTC and ETH, USDT interest is 0.01 %/h; the bot's sub-account gets a unified API key (M8, M9)", [
         {"type": "set_price", "currency": "BTC", "price": "60000", "at": at(5)},
         {"type": "set_price", "currency": "ETH", "price": "3000", "at": at(5)},
+        {"type": "set_interest_rate", "currency": "USDT", "hourly_rate": "0.0001", "at": at(5)},
         {"type": "create_api_key", "account": "alice-bot", "key_id": "bot-key-1", "unified": True, "permissions": ["spot", "futures", "transfer"], "at": at(6)},
         {"type": "transfer", "from_account": "alice", "to_account": "alice-bot", "currency": "USDT", "amount": "7000", "at": at(6)},
     ], []),
@@ -76,6 +78,23 @@ STEPS: list[tuple[str, list[dict[str, Any]], list[str]]] = [
 ]
 
 
+INTEREST_AT = START + timedelta(hours=1, minutes=5)
+
+
+def interest_step(app: LedgerApp, out: Console) -> None:
+    """The hourly run at 10:05 charges the top of 10:00 (I1-I4)."""
+    from workers.interest import run_interest
+
+    out.rule(f"[bold]{len(STEPS) + 1}. An hour later the interest worker charges 10:00 UTC: 0.01 % of each USDT liability, the bot's UPL-generated part within the 2,000 allowance is free (I1-I4)")
+    run = run_interest(app, INTEREST_AT)
+    for c in run.charges:
+        money = {k: fmt(getattr(c, k)) for k in ("liability", "interest_free", "rate", "interest", "paid", "capitalized")}
+        out.print(f"   [green]✓ InterestCharged[/green] account={c.account}, currency={c.currency}, hour={c.hour:%H:%M}, "
+                  + ", ".join(f"{k}={v}" for k, v in money.items()), highlight=False)
+    out.print("   a second run for the same hour charges nothing: "
+              f"{len(run_interest(app, INTEREST_AT).charges)} charges", highlight=False)
+
+
 def run(db_url: str, out: Console, opened: Callable[[str], ContextManager[LedgerApp]]) -> None:
     path = db_url.removeprefix("sqlite:///")
     if db_url.startswith("sqlite:///") and os.path.exists(path):
@@ -97,8 +116,10 @@ def run(db_url: str, out: Console, opened: Callable[[str], ContextManager[Ledger
                 from entrypoints.cli import print_account
 
                 print_account(account_view(app.account(account), app.platform(), app.platform_owed))
+        interest_step(app, out)
     out.rule()
     out.print(f"The store is kept at {path}. Explore it:\n"
               f"  ledger --db {db_url} account show alice\n"
               f"  ledger --db {db_url} history alice-bot --type Borrowed\n"
-              f"  ledger --db {db_url} account list --json")
+              f"  ledger --db {db_url} account list --json\n"
+              f"  ledger --db {db_url} history alice --type InterestCharged")

@@ -118,7 +118,8 @@ def test_demo_runs_and_shows_the_story(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}"])
     assert result.exit_code == 0, result.stdout
     for expected in ("not_whitelisted", "ModeSwitched", "source=spot", "source=futures_upl", "source=futures_gain",
-                     "source=deposit", "api_key_wrong_account", "borrow_limit_exceeded", "outstanding_liabilities"):
+                     "source=deposit", "api_key_wrong_account", "borrow_limit_exceeded", "outstanding_liabilities",
+                     "InterestCharged", "a second run for the same hour charges nothing: 0 charges"):
         assert expected in result.stdout
 
 
