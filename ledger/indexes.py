@@ -1,10 +1,9 @@
 """Small aggregates that keep facts across accounts exact and enforced by the store.
 
 - ``LendingPool`` (``pool/USDT``): what all accounts owe of a currency together (B2, L2).
-- ``PositionHolders`` (``holders/BTC-USDT``): accounts with a position in a symbol, so a
-  mark price change settles exactly those accounts (B1, R1).
-- ``InterestDue`` (``interest/due``): accounts with hours that may still be charged (I5),
-  so an interest run reads them without loading every account.
+- ``AccountSet``: ``holders/BTC-USDT``, the accounts with a position in a symbol, so a mark
+  price change settles exactly those accounts (B1, R1); ``interest/due``, the accounts with
+  hours that may still be charged (I5), so an interest run need not load every account.
 - ``ApiKeyIndex`` (``apikey/K``): which account a key belongs to (M9); ids are unique.
 - ``CommandRecord`` (``command/ID``): an accepted command_id, its content digest and first
   result (T2).  Created in the same transaction as the command's effects, so the store's
@@ -38,39 +37,24 @@ class LendingPool(LedgerAggregate):
         assert self.outstanding >= 0, "all accounts together can never owe less than zero"
 
 
-class PositionHolders(LedgerAggregate):
+class AccountSet(LedgerAggregate):
+    """A set of account ids, kept exact by the store: ``holders/BTC-USDT`` (accounts with a
+    position in the symbol) and ``interest/due`` (accounts with hours that may be charged)."""
+
     @staticmethod
-    def create_id(symbol: str, **_: Any) -> str:
-        return f"holders/{symbol}"
+    def create_id(name: str, **_: Any) -> str:
+        return name
 
-    @event("PositionHoldersOpened")
-    def __init__(self, symbol: str) -> None:
-        self.symbol = symbol
-        self.accounts: dict[str, bool] = {}
+    @event("AccountSetOpened")
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.accounts: dict[str, bool] = {}  # a dict: JSON-friendly for snapshots
 
-    @event("HolderAdded")
+    @event("AccountAdded")
     def add(self, account: str, at: datetime) -> None:
         self.accounts[account] = True
 
-    @event("HolderRemoved")
-    def remove(self, account: str, at: datetime) -> None:
-        self.accounts.pop(account, None)
-
-
-class InterestDue(LedgerAggregate):
-    @staticmethod
-    def create_id(**_: Any) -> str:
-        return "interest/due"
-
-    @event("InterestDueOpened")
-    def __init__(self) -> None:
-        self.accounts: dict[str, bool] = {}
-
-    @event("InterestBecameDue")
-    def add(self, account: str, at: datetime) -> None:
-        self.accounts[account] = True
-
-    @event("InterestNoLongerDue")
+    @event("AccountRemoved")
     def remove(self, account: str, at: datetime) -> None:
         self.accounts.pop(account, None)
 

@@ -16,7 +16,7 @@ from eventsourcing.application import AggregateNotFoundError, Repository
 from ledger.account import Account, account_key
 from ledger.base import LedgerAggregate
 from ledger.errors import LedgerError
-from ledger.indexes import ApiKeyIndex, CommandRecord, InterestDue, LendingPool, PositionHolders
+from ledger.indexes import AccountSet, ApiKeyIndex, CommandRecord, LendingPool
 from ledger.margin import base_of
 from ledger.platform import PLATFORM_ID, Platform, default_parameters
 
@@ -85,11 +85,14 @@ class UnitOfWork:
     def platform_owed(self, currency: str) -> Decimal:
         return self.pool(currency).outstanding
 
-    def holders(self, symbol: str) -> PositionHolders:
-        return self._index(f"holders/{symbol}", lambda: PositionHolders(symbol=symbol))
+    def account_set(self, name: str) -> AccountSet:
+        return self._index(name, lambda: AccountSet(name=name))
 
-    def interest_due(self) -> InterestDue:
-        return self._index("interest/due", InterestDue)
+    def holders(self, symbol: str) -> AccountSet:
+        return self.account_set(f"holders/{symbol}")
+
+    def interest_due(self) -> AccountSet:
+        return self.account_set("interest/due")
 
     def api_key(self, key_id: str) -> ApiKeyIndex | None:
         return self.find(f"apikey/{key_id}")  # type: ignore[return-value]
