@@ -292,14 +292,25 @@ def set_collateral_tiers(uow: UnitOfWork, cmd: c.SetCollateralTiers, at: datetim
     known(uow, cmd.currency, at).set_collateral_tiers(cmd.currency, tiers, at)
 
 
+def check_interest_open(uow: UnitOfWork, at: datetime) -> None:
+    """I5/I6: a parameter that decides interest cannot change at or before a charged hour."""
+    closed = uow.interest_clock().closed_until
+    if closed is not None and at <= closed:
+        raise LedgerError("out_of_order", f"interest is charged up to {closed.isoformat()}; "
+                                          "parameters in force then can no longer change")
+
+
 @handles(c.SetInterestRate)
 def set_interest_rate(uow: UnitOfWork, cmd: c.SetInterestRate, at: datetime) -> None:
-    known(uow, cmd.currency, at).set_interest_rate(cmd.currency, cmd.hourly_rate, cmd.vip_level, at)
+    platform = known(uow, cmd.currency, at)
+    check_interest_open(uow, at)
+    platform.set_interest_rate(cmd.currency, cmd.hourly_rate, cmd.vip_level, at)
 
 
 @handles(c.SetInterestFreeAllowance)
 def set_interest_free_allowance(uow: UnitOfWork, cmd: c.SetInterestFreeAllowance, at: datetime) -> None:
     platform = known(uow, cmd.currency, at)
+    check_interest_open(uow, at)
     platform.check_amount(cmd.currency, cmd.amount)
     platform.set_interest_free_allowance(cmd.currency, cmd.amount, at)
 
@@ -336,7 +347,10 @@ def set_risk_thresholds(uow: UnitOfWork, cmd: c.SetRiskThresholds, at: datetime)
 
 @handles(c.SetPlatformFlags)
 def set_platform_flags(uow: UnitOfWork, cmd: c.SetPlatformFlags, at: datetime) -> None:
-    params(uow, at).set_flags(cmd.flags(), at)
+    platform = params(uow, at)
+    if cmd.beta_highest_vip_rate is not None:
+        check_interest_open(uow, at)
+    platform.set_flags(cmd.flags(), at)
 
 
 assert set(HANDLERS) == set(c.AnyCommand.__origin__.__args__), "a command type has no handler"  # type: ignore[attr-defined]

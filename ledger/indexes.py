@@ -4,6 +4,8 @@
 - ``AccountSet``: ``holders/BTC-USDT``, the accounts with a position in a symbol, so a mark
   price change settles exactly those accounts (B1, R1); ``interest/due``, the accounts with
   hours that may still be charged (I5), so an interest run need not load every account.
+- ``InterestClock`` (``interest/clock``): the latest hour charged on any account (I6 for
+  interest parameters).
 - ``ApiKeyIndex`` (``apikey/K``): which account a key belongs to (M9); ids are unique.
 - ``CommandRecord`` (``command/ID``): an accepted command_id, its content digest and first
   result (T2).  Created in the same transaction as the command's effects, so the store's
@@ -59,6 +61,24 @@ class AccountSet(LedgerAggregate):
         self.accounts.pop(account, None)
 
 
+class InterestClock(LedgerAggregate):
+    """``interest/clock``: the latest hour any account was charged for (I5, I6).  Written in the
+    same transaction as the charges, so a change to a parameter that decides interest (rate,
+    allowance, beta flag) can never be back-dated to an hour already charged."""
+
+    @staticmethod
+    def create_id(**_: Any) -> str:
+        return "interest/clock"
+
+    @event("InterestClockOpened")
+    def __init__(self) -> None:
+        self.closed_until: datetime | None = None
+
+    @event("InterestHoursClosed")
+    def close(self, through: datetime, at: datetime) -> None:
+        self.closed_until = through
+
+
 class ApiKeyIndex(LedgerAggregate):
     @staticmethod
     def create_id(key_id: str, **_: Any) -> str:
@@ -95,13 +115,23 @@ class RunLog(LedgerAggregate):
         self.job = job
         self.last_run_at: datetime | None = None
         self.last_hour: datetime | None = None
+        self.last_mark: datetime | None = None
         self.runs = 0
 
     @event("InterestRunCompleted")
     def interest_run_completed(
         self, at: datetime, first_hour: datetime | None, last_hour: datetime,
-        accounts: int, charges: int, totals: dict[str, Decimal],
+        accounts: int, charges: int, totals: dict[str, Decimal], complete: bool,
     ) -> None:
+        """A stopped run (``complete`` false) does not move ``last_hour``: hours it did not
+        reach stay overdue in `ledger status`."""
         self.last_run_at = at if self.last_run_at is None else max(self.last_run_at, at)
-        self.last_hour = last_hour if self.last_hour is None else max(self.last_hour, last_hour)
+        if complete:
+            self.last_hour = last_hour if self.last_hour is None else max(self.last_hour, last_hour)
+        self.runs += 1
+
+    @event("SweepCompleted")
+    def sweep_completed(self, at: datetime, mark: datetime, accounts: int, actions: dict[str, int]) -> None:
+        self.last_run_at = at if self.last_run_at is None else max(self.last_run_at, at)
+        self.last_mark = mark if self.last_mark is None else max(self.last_mark, mark)
         self.runs += 1

@@ -16,7 +16,7 @@ from eventsourcing.application import AggregateNotFoundError, Repository
 from ledger.account import Account, account_key
 from ledger.base import LedgerAggregate
 from ledger.errors import LedgerError
-from ledger.indexes import AccountSet, ApiKeyIndex, CommandRecord, LendingPool
+from ledger.indexes import AccountSet, ApiKeyIndex, CommandRecord, InterestClock, LendingPool
 from ledger.margin import base_of
 from ledger.platform import PLATFORM_ID, Platform, default_parameters
 
@@ -93,6 +93,9 @@ class UnitOfWork:
 
     def interest_due(self) -> AccountSet:
         return self.account_set("interest/due")
+
+    def interest_clock(self) -> InterestClock:
+        return self._index("interest/clock", InterestClock)
 
     def api_key(self, key_id: str) -> ApiKeyIndex | None:
         return self.find(f"apikey/{key_id}")  # type: ignore[return-value]

@@ -202,3 +202,31 @@ def test_hourly_rate_picks_the_latest_of_each_level() -> None:
     assert hourly_rate(p, "USDT", 0) == D("0.25")  # beta on by default
     p.set_flags({"beta_highest_vip_rate": False}, T0 + H)
     assert (hourly_rate(p, "USDT", 0), hourly_rate(p, "USDT", 3)) == (D("0.1"), D("0.25"))
+
+
+def test_interest_parameters_cannot_be_back_dated_into_charged_hours(ledger: Ledger) -> None:
+    """I5/I6: once hour H is charged, the rate, allowance and beta flag in force at H are closed."""
+    setup(ledger, cash="10")
+    borrow(ledger, "1000", 30)
+    run_interest(ledger.app, hour(2))
+    for cmd in ({"type": "set_interest_rate", "currency": "USDT", "hourly_rate": "0.005", "at": at(45)},
+                {"type": "set_interest_free_allowance", "currency": "USDT", "amount": "1", "at": at(120)},
+                {"type": "set_platform_flags", "beta_highest_vip_rate": False, "at": at(100)}):
+        ledger.reject(cmd, "out_of_order")
+    ledger.ok({"type": "set_interest_rate", "currency": "USDT", "hourly_rate": "0.005", "at": at(121)})
+    ledger.ok({"type": "set_platform_flags", "spot_margin_enabled": False, "at": at(121)})  # not an interest parameter
+
+
+def test_rerunning_the_same_hour_is_quiet_and_a_stopped_run_stays_overdue(ledger: Ledger) -> None:
+    """I5: a second run for T neither charges nor reports skips; `status` does not count a stopped run."""
+    from workers.status import job_status
+
+    setup(ledger, cash="10")
+    borrow(ledger, "1000", 30)
+    first = run_interest(ledger.app, hour(1))
+    again = run_interest(ledger.app, hour(1))
+    assert len(first.charges) == 1 and again.charges == [] and again.skipped == []
+    stopped = run_interest(ledger.app, hour(2), stop=lambda: True)
+    assert stopped.complete is False
+    report = job_status(ledger.app, hour(2) + timedelta(minutes=5))
+    assert report["interest"]["last_hour"] == "2026-03-01T01:00:00Z" and report["overdue"]

@@ -57,14 +57,23 @@ def run_interest(
             platforms[hour] = app.platform_at(hour)
         return platforms[hour]
 
+    last = floor_hour(run_at)
+
     def step(uow: UnitOfWork, account: str) -> dict[str, Any]:
         uow.begin(run_at)
         acct = uow.account(account)
+        if all(hour > last for hour in acct.interest_due.values()):
+            return {"ok": True, "charges": []}  # every hour up to run_at is charged already
         try:
             acct.check_time(run_at)
         except LedgerError as error:  # the account already has events after run_at
             return {"ok": False, "account": account, "error": error.as_dict()}
         charges = charge_hours(acct, run_at, platform_at, uow.platform)
+        if charges:
+            clock = uow.interest_clock()
+            latest = max(c.hour for c in charges)
+            if clock.closed_until is None or latest > clock.closed_until:
+                clock.close(latest, run_at)
         uow.commit()
         return {"ok": True, "charges": charges}
 
@@ -94,7 +103,7 @@ def record_summary(app: LedgerApp, run: InterestRun) -> None:
         uow.begin(run.at)
         log = uow.find("runs/interest") or uow.add(RunLog(job="interest"))
         log.interest_run_completed(run.at, min(hours) if hours else None, floor_hour(run.at),
-                                   len(charged), len(run.charges), run.totals())
+                                   len(charged), len(run.charges), run.totals(), run.complete)
         return {"ok": True}
 
     app.transact([None], step)
