@@ -68,6 +68,7 @@ class Account(LedgerAggregate):
         self.interest_due: dict[str, datetime] = {}
         self.liability_log: list[tuple[datetime, str, Decimal, Decimal]] = []
         self.closed_until: datetime | None = None  # I6: the last hour charged or settled
+        self.alerted = False  # L4: above the alert level at the last sweep
         self.last_at = at
 
     # --- reading -----------------------------------------------------------------------
@@ -318,6 +319,56 @@ class Account(LedgerAggregate):
         self._log_liability(at, currency, ZERO, -amount)
         self.last_at = at
 
+    # --- the sweep: forced repayment and liquidation (L1-L4) --------------------------------
+    @event("AutoSwapped")
+    def auto_swapped(
+        self, from_currency: str, from_amount: Decimal, to_currency: str, to_amount: Decimal,
+        from_price: Decimal, to_price: Decimal, reason: str, at: datetime,
+    ) -> None:
+        """L1-L3: the swap desk buys ``from_amount`` at mark and pays ``to_amount``."""
+        self._move("unified", from_currency, -from_amount)
+        self._move("unified", to_currency, to_amount)
+        self.last_at = at
+
+    @event("LiquidationStarted")
+    def liquidation_started(
+        self, risk_ratio: Decimal | None, adjusted_equity: Decimal, maintenance_margin: Decimal, at: datetime
+    ) -> None:
+        self.last_at = at
+
+    @event("PositionLiquidated")
+    def position_liquidated(self, symbol: str, qty: Decimal, price: Decimal, realized_pnl: Decimal, at: datetime) -> None:
+        """L3: a futures position closed at mark; the realised P&L goes to USDT cash."""
+        del self.positions[symbol]
+        self._move("unified", "USDT", realized_pnl)
+        self.last_at = at
+
+    @event("BadDebtWrittenOff")
+    def bad_debt_written_off(
+        self, currency: str, amount: Decimal, principal: Decimal, interest: Decimal,
+        upl_generated: Decimal, at: datetime,
+    ) -> None:
+        """L3: what the assets could not cover is taken over by the insurance fund."""
+        self._reduce(self.principal, currency, principal)
+        self._reduce(self.interest, currency, interest)
+        self._reduce(self.upl_liability, currency, upl_generated)
+        self._log_liability(at, currency, -amount, -upl_generated)
+        self.last_at = at
+
+    @event("LiquidationCompleted")
+    def liquidation_completed(self, risk_ratio: Decimal | None, bad_debt: dict[str, Decimal], at: datetime) -> None:
+        self.last_at = at
+
+    @event("RiskAlertRaised")
+    def risk_alert_raised(self, risk_ratio: Decimal | None, at: datetime) -> None:
+        self.alerted = True
+        self.last_at = at
+
+    @event("RiskAlertCleared")
+    def risk_alert_cleared(self, risk_ratio: Decimal, at: datetime) -> None:
+        self.alerted = False
+        self.last_at = at
+
     def _log_liability(self, at: datetime, currency: str, delta: Decimal, upl_delta: Decimal) -> None:
         """I1: remember changes while an hour may still be charged on them."""
         if currency not in self.interest_due:
@@ -375,15 +426,27 @@ class Account(LedgerAggregate):
         else:
             book.pop(currency, None)
 
+    def split(self, currency: str, amount: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+        """R1 order: (principal, capitalised interest, UPL-generated part of the principal)
+        of ``amount`` taken off the liability: UPL-generated first, then interest, then the rest."""
+        upl_part = min(amount, self.upl_liability.get(currency, ZERO))
+        interest = min(amount - upl_part, self.interest.get(currency, ZERO))
+        return amount - interest, interest, upl_part
+
     def repay(self, currency: str, amount: Decimal, source: str, at: datetime) -> Decimal:
-        """R1/R3: UPL-generated part first, then capitalised interest, then principal."""
+        """R1/R3: repay from cash, never more than owed."""
         amount = min(amount, self.liability(currency))
         if amount <= 0:
             return ZERO
-        upl_part = min(amount, self.upl_liability.get(currency, ZERO))
-        interest = min(amount - upl_part, self.interest.get(currency, ZERO))
-        principal = amount - interest
+        principal, interest, upl_part = self.split(currency, amount)
         self.repaid(currency, amount, source, principal, interest, upl_part, at)
+        return amount
+
+    def write_off(self, currency: str, at: datetime) -> Decimal:
+        """L3: the whole remaining liability goes to the insurance fund."""
+        amount = self.liability(currency)
+        if amount > 0:
+            self.bad_debt_written_off(currency, amount, *self.split(currency, amount), at)
         return amount
 
     def auto_repay(self, currency: str, inflow: Decimal, source: str, platform: Platform, at: datetime) -> None:

@@ -111,9 +111,18 @@ def margin(state: MarginState, platform: Platform) -> Margin:
         ratio = mm / adjusted
     else:
         ratio = None
-    liquidation = platform.thresholds["liquidation"]
-    liquidatable = mm > 0 and (adjusted <= 0 or mm >= liquidation * adjusted)
+    liquidatable = ratio_at_least(mm, adjusted, platform.thresholds["liquidation"])
     return Margin(equity, upl, adjusted, im, mm, nav, ratio, liquidatable)
+
+
+def ratio_at_least(mm: Decimal, adjusted: Decimal, level: Decimal) -> bool:
+    """F5 compared without dividing: risk_ratio ≥ level (an infinite ratio is ≥ any level)."""
+    return mm > 0 and (adjusted <= 0 or mm >= level * adjusted)
+
+
+def ratio_at_most(m: Margin, level: Decimal) -> bool:
+    """F5 compared without dividing: risk_ratio ≤ level."""
+    return m.maintenance_margin == 0 or (m.adjusted_equity > 0 and m.maintenance_margin <= level * m.adjusted_equity)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,206 @@
+"""The 5-minute sweep for one account (SPEC §9, L1-L4): forced repayment over the personal
+quota, forced repayment for the platform limit, liquidation, and risk alerts.
+
+Every action is idempotent by construction: once an excess is repaid or the risk ratio is
+back at target, evaluating the account again finds nothing to do.  Swaps are at mark price
+through the swap desk; the user pays the rounding (what is sold rounds up, what is bought
+rounds down).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ledger.account import UNIFIED, Account
+from ledger.margin import Margin, MarginState, base_of, margin, ratio_at_least, ratio_at_most
+from ledger.money import ZERO, quantum, round_down, round_even, round_up
+from ledger.platform import QUOTE, Platform
+
+MAX_BISECTIONS = 128
+
+
+@dataclass
+class Actions:
+    """What the sweep did to one account, for `ledger repayment run --json`."""
+
+    account: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, kind: str, **details: Any) -> None:
+        self.items.append({"account": self.account, "kind": kind, **details})
+
+
+def sellable(acct: Account, platform: Platform, exclude: str) -> list[tuple[str, Decimal]]:
+    """Assets that can be swapped, largest USDT value first (ties by currency code)."""
+    out = []
+    for currency in acct.wallets.get("unified", {}):
+        if currency == exclude or currency not in platform.prices and currency != QUOTE:
+            continue
+        amount = round_down(acct.available(currency, platform), platform.precision(currency))
+        if amount > 0:
+            out.append((currency, amount))
+    return sorted(out, key=lambda item: (-item[1] * platform.price(item[0]), item[0]))
+
+
+def swap(acct: Account, source: str, target: str, wanted: Decimal, platform: Platform, reason: str, at: datetime) -> Decimal:
+    """Sell ``source`` at mark for up to ``wanted`` of ``target``; returns what was bought."""
+    p_src, p_tgt = platform.price(source), platform.price(target)
+    src_places, tgt_places = platform.precision(source), platform.precision(target)
+    available = round_down(acct.available(source, platform), src_places)
+    cost = round_up(wanted * p_tgt / p_src, src_places)
+    if cost > available:
+        cost, wanted = available, round_down(available * p_src / p_tgt, tgt_places)
+    if wanted <= 0 or cost <= 0:
+        return ZERO
+    acct.auto_swapped(source, cost, target, wanted, p_src, p_tgt, reason, at)
+    return wanted
+
+
+def own_cash(acct: Account, currency: str, platform: Platform) -> Decimal:
+    return max(ZERO, round_down(acct.available(currency, platform), platform.precision(currency)))
+
+
+def force_repay(acct: Account, currency: str, amount: Decimal, platform: Platform, reason: str, at: datetime) -> Decimal:
+    """L1/L2: repay ``amount`` of ``currency`` from its cash, then by swapping other assets;
+    open orders are cancelled when what is free does not suffice."""
+    for attempt in range(2):
+        short = amount - own_cash(acct, currency, platform)
+        for source, _ in sellable(acct, platform, exclude=currency):
+            if short <= 0:
+                break
+            short -= swap(acct, source, currency, short, platform, reason, at)
+        if short <= 0 or not acct.orders or attempt:
+            break
+        for order_id in sorted(acct.orders):
+            acct.cancel_order(order_id, at)
+    return acct.repay(currency, min(amount, own_cash(acct, currency, platform)), reason, at)
+
+
+def quota_excess(acct: Account, platform: Platform, at: datetime, actions: Actions) -> None:
+    """L1: where liab_c > quota_c(vip), repay the excess."""
+    for currency, owed in sorted(acct.liabilities().items()):
+        excess = owed - platform.quota(currency, acct.vip_level)
+        if excess > 0:
+            repaid = force_repay(acct, currency, excess, platform, "forced_quota", at)
+            actions.add("forced_quota", currency=currency, excess=excess, repaid=repaid)
+
+
+def platform_excess(acct: Account, currency: str, excess: Decimal, platform: Platform, at: datetime, actions: Actions) -> Decimal:
+    """L2: repay up to ``excess`` of the platform's total over its limit; returns what was repaid."""
+    amount = min(acct.liability(currency), excess)
+    if amount <= 0:
+        return ZERO
+    repaid = force_repay(acct, currency, amount, platform, "forced_platform", at)
+    if repaid:
+        actions.add("forced_platform", currency=currency, repaid=repaid)
+    return repaid
+
+
+def margin_after(acct: Account, platform: Platform, source: str | None, cost: Decimal, currency: str, repaid: Decimal) -> Margin:
+    """The account's margin if ``cost`` of ``source`` were sold for ``repaid`` of ``currency`` and repaid."""
+    cash = dict(acct.wallets.get("unified", {}))
+    if source is not None:
+        cash[source] = cash.get(source, ZERO) - cost
+        cash[currency] = cash.get(currency, ZERO) + repaid
+    cash[currency] = cash.get(currency, ZERO) - repaid
+    owed = acct.liabilities()
+    owed[currency] = owed.get(currency, ZERO) - repaid
+    return margin(MarginState(cash, owed, acct.position_list()), platform)
+
+
+def least_repayment(acct: Account, platform: Platform, currency: str, source: str | None, most: Decimal, target: Decimal) -> Decimal:
+    """L3: the least amount of ``currency`` (at its precision, at most ``most``) whose repayment —
+    from own cash, or bought with ``source`` — brings the risk ratio to the target; else ``most``."""
+    step = quantum(platform.precision(currency))
+
+    def cost(amount: Decimal) -> Decimal:
+        if source is None:
+            return ZERO
+        return round_up(amount * platform.price(currency) / platform.price(source), platform.precision(source))
+
+    def enough(amount: Decimal) -> bool:
+        return ratio_at_most(margin_after(acct, platform, source, cost(amount), currency, amount), target)
+
+    if most <= 0 or not enough(most):
+        return most
+    low, high = 0, int(most / step)  # in steps of the currency's precision; enough(high) holds
+    for _ in range(MAX_BISECTIONS):
+        if high - low <= 1:
+            break
+        middle = (low + high) // 2
+        if enough(middle * step):
+            high = middle
+        else:
+            low = middle
+    return high * step if not enough(low * step) else low * step
+
+
+def liquidate(acct: Account, platform: Platform, at: datetime, actions: Actions) -> None:
+    """L3: at or above the liquidation level, cancel orders, close positions at mark, then sell
+    and repay until the risk ratio is at or below target or nothing is owed; the rest is bad debt."""
+    m = acct.margin(platform)
+    if not m.liquidatable:
+        return
+    target = platform.thresholds["target"]
+    acct.liquidation_started(m.risk_ratio, m.adjusted_equity, m.maintenance_margin, at)
+    for order_id in sorted(acct.orders):
+        acct.cancel_order(order_id, at)
+    realized_total = ZERO
+    for position in acct.position_list():
+        mark = platform.price(base_of(position.symbol))
+        realized = round_even(position.qty * (mark - position.entry_price), platform.precision(QUOTE))
+        acct.position_liquidated(position.symbol, position.qty, mark, realized, at)
+        realized_total += realized
+    acct.settle_futures(platform, at, gain=max(realized_total, ZERO))
+    for currency in sorted(acct.liabilities(), key=lambda c: (-acct.liability(c) * platform.price(c), c)):
+        if ratio_at_most(acct.margin(platform), target):
+            break
+        for source in [None] + [s for s, _ in sellable(acct, platform, exclude=currency)]:
+            owed = acct.liability(currency)
+            if owed <= 0 or ratio_at_most(acct.margin(platform), target):
+                break
+            if source is None:
+                most = min(owed, own_cash(acct, currency, platform))
+            else:
+                value = round_down(own_cash(acct, source, platform) * platform.price(source) / platform.price(currency),
+                                   platform.precision(currency))
+                most = min(owed, value)
+            amount = least_repayment(acct, platform, currency, source, most, target)
+            if amount <= 0:
+                continue
+            if source is not None:
+                amount = swap(acct, source, currency, amount, platform, "liquidation", at)
+            acct.repay(currency, min(amount, own_cash(acct, currency, platform)), "liquidation", at)
+    bad_debt: dict[str, Decimal] = {}
+    if acct.liabilities() and not ratio_at_most(acct.margin(platform), target):
+        if all(not sellable(acct, platform, exclude=c) and own_cash(acct, c, platform) == 0 for c in acct.liabilities()):
+            for currency in sorted(acct.liabilities()):
+                bad_debt[currency] = acct.write_off(currency, at)
+    after = acct.margin(platform)
+    acct.liquidation_completed(after.risk_ratio, bad_debt, at)
+    actions.add("liquidation", risk_ratio_before=m.risk_ratio, risk_ratio_after=after.risk_ratio, bad_debt=bad_debt)
+
+
+def alert(acct: Account, platform: Platform, at: datetime, actions: Actions) -> None:
+    """L4: RiskAlertRaised once per crossing of the alert level (cleared when below it)."""
+    m = acct.margin(platform)
+    level = platform.thresholds["alert"]
+    above = ratio_at_least(m.maintenance_margin, m.adjusted_equity, level)
+    if above and not acct.alerted:
+        acct.risk_alert_raised(m.risk_ratio, at)
+        actions.add("alert", risk_ratio=m.risk_ratio)
+    elif not above and acct.alerted:
+        acct.risk_alert_cleared(m.risk_ratio or ZERO, at)
+
+
+def sweep_account(acct: Account, platform: Platform, at: datetime) -> Actions:
+    """L1, L3 and L4 for one unified account (L2 needs every account: see workers.sweep)."""
+    actions = Actions(acct.account)
+    if acct.mode != UNIFIED:
+        return actions
+    quota_excess(acct, platform, at, actions)
+    liquidate(acct, platform, at, actions)
+    alert(acct, platform, at, actions)
+    return actions
