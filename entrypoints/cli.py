@@ -26,6 +26,8 @@ account_cli = typer.Typer(no_args_is_help=True, help="Accounts: show one, list a
 cli.add_typer(account_cli, name="account")
 interest_cli = typer.Typer(no_args_is_help=True, help="Hourly interest (I1-I6).")
 cli.add_typer(interest_cli, name="interest")
+repayment_cli = typer.Typer(no_args_is_help=True, help="The 5-minute forced-repayment sweep (L1-L4).")
+cli.add_typer(repayment_cli, name="repayment")
 out = Console()
 
 
@@ -262,6 +264,40 @@ def interest_run(
     out.print(table)
     totals = ", ".join(f"{fmt(v)} {c}" for c, v in run.totals().items()) or "nothing"
     out.print(f"{len(charges)} charges on {len({c['account'] for c in charges})} accounts at {rfc3339(run_at)}: {totals}")
+    for s in run.skipped:
+        out.print(f"skipped {s['account']}: {s['message']}")
+
+
+@repayment_cli.command("run")
+def repayment_run(
+    at: Optional[str] = typer.Option(None, "--at", help="sweep the last 5-minute mark at or before this instant (default now)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+) -> None:
+    """Sweep the last 5-minute mark ≤ T once: forced repayment (quota, platform), liquidation, alerts."""
+    from rich.progress import Progress
+
+    from workers.sweep import run_sweep
+
+    run_at = parse_time(at, "--at") or utcnow()
+    with opened() as app:
+        if as_json:
+            run = run_sweep(app, run_at)
+        else:
+            with Progress(console=Console(stderr=True), transient=True) as bar:
+                task = bar.add_task("sweeping", total=None)
+                run = run_sweep(app, run_at, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if as_json:
+        print(json.dumps({"at": rfc3339(run_at), "mark": rfc3339(run.mark), "actions": plain(run.actions),
+                          "skipped": run.skipped, "already_swept": run.already_swept}, indent=2))
+        return
+    if run.already_swept:
+        out.print(f"mark {rfc3339(run.mark)} was swept already: nothing done")
+        return
+    table = Table("account", "kind", "details")
+    for a in plain(run.actions):
+        table.add_row(a["account"], a["kind"], ", ".join(f"{k}={v}" for k, v in a.items() if k not in ("account", "kind")))
+    out.print(table)
+    out.print(f"mark {rfc3339(run.mark)}: {run.accounts} accounts examined, {len(run.actions)} actions")
     for s in run.skipped:
         out.print(f"skipped {s['account']}: {s['message']}")
 

@@ -115,6 +115,14 @@ def margin(state: MarginState, platform: Platform) -> Margin:
     return Margin(equity, upl, adjusted, im, mm, nav, ratio, liquidatable)
 
 
+RATIO_PLACES = 8
+
+
+def shown_ratio(ratio: Decimal | None) -> Decimal | None:
+    """A risk ratio as recorded and shown: 8 decimals, None when infinite (F5)."""
+    return None if ratio is None else ratio.quantize(Decimal(1).scaleb(-RATIO_PLACES))
+
+
 def ratio_at_least(mm: Decimal, adjusted: Decimal, level: Decimal) -> bool:
     """F5 compared without dividing: risk_ratio ≥ level (an infinite ratio is ≥ any level)."""
     return mm > 0 and (adjusted <= 0 or mm >= level * adjusted)

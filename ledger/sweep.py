@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.account import UNIFIED, Account
-from ledger.margin import Margin, MarginState, base_of, margin, ratio_at_least, ratio_at_most
+from ledger.margin import Margin, MarginState, base_of, margin, ratio_at_least, ratio_at_most, shown_ratio
 from ledger.money import ZERO, quantum, round_down, round_even, round_up
 from ledger.platform import QUOTE, Platform
 
@@ -144,7 +144,7 @@ def liquidate(acct: Account, platform: Platform, at: datetime, actions: Actions)
     if not m.liquidatable:
         return
     target = platform.thresholds["target"]
-    acct.liquidation_started(m.risk_ratio, m.adjusted_equity, m.maintenance_margin, at)
+    acct.liquidation_started(shown_ratio(m.risk_ratio), m.adjusted_equity, m.maintenance_margin, at)
     for order_id in sorted(acct.orders):
         acct.cancel_order(order_id, at)
     realized_total = ZERO
@@ -179,8 +179,9 @@ def liquidate(acct: Account, platform: Platform, at: datetime, actions: Actions)
             for currency in sorted(acct.liabilities()):
                 bad_debt[currency] = acct.write_off(currency, at)
     after = acct.margin(platform)
-    acct.liquidation_completed(after.risk_ratio, bad_debt, at)
-    actions.add("liquidation", risk_ratio_before=m.risk_ratio, risk_ratio_after=after.risk_ratio, bad_debt=bad_debt)
+    acct.liquidation_completed(shown_ratio(after.risk_ratio), bad_debt, at)
+    actions.add("liquidation", risk_ratio_before=shown_ratio(m.risk_ratio),
+                risk_ratio_after=shown_ratio(after.risk_ratio), bad_debt=bad_debt)
 
 
 def alert(acct: Account, platform: Platform, at: datetime, actions: Actions) -> None:
@@ -189,10 +190,10 @@ def alert(acct: Account, platform: Platform, at: datetime, actions: Actions) -> 
     level = platform.thresholds["alert"]
     above = ratio_at_least(m.maintenance_margin, m.adjusted_equity, level)
     if above and not acct.alerted:
-        acct.risk_alert_raised(m.risk_ratio, at)
-        actions.add("alert", risk_ratio=m.risk_ratio)
+        acct.risk_alert_raised(shown_ratio(m.risk_ratio), at)
+        actions.add("alert", risk_ratio=shown_ratio(m.risk_ratio))
     elif not above and acct.alerted:
-        acct.risk_alert_cleared(m.risk_ratio or ZERO, at)
+        acct.risk_alert_cleared(shown_ratio(m.risk_ratio) or ZERO, at)
 
 
 def sweep_account(acct: Account, platform: Platform, at: datetime) -> Actions:

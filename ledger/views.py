@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from ledger.account import UNIFIED, Account
 from ledger.errors import LedgerError
-from ledger.margin import base_of, borrow_limit, unrealized_pnl
+from ledger.margin import base_of, borrow_limit, shown_ratio, unrealized_pnl
 from ledger.money import ZERO, round_down
 from ledger.platform import QUOTE, Platform
 from ledger.render import plain
@@ -61,7 +61,7 @@ def account_view(acct: Account, platform: Platform, platform_owed: Callable[[str
         view.update({
             "adjusted_equity": m.adjusted_equity, "initial_margin": m.initial_margin,
             "maintenance_margin": m.maintenance_margin,
-            "risk_ratio": None if m.risk_ratio is None else m.risk_ratio.quantize(Decimal("1e-8")),
+            "risk_ratio": shown_ratio(m.risk_ratio),
             "liquidatable": m.liquidatable, "nav": m.nav,
         })
         for c in sorted(platform.currencies):

@@ -21,6 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from ledger.app import LedgerApp
 from ledger.render import rfc3339
 from workers.interest import run_interest
+from workers.sweep import run_sweep
 
 log = logging.getLogger("ledger.worker")
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
@@ -61,8 +62,13 @@ class Jobs:
             "totals": {c: str(v) for c, v in run.totals().items()}, "complete": run.complete}})
 
     def sweep(self, run_at: datetime) -> None:
-        # The 5-minute forced-repayment sweep (L1-L4) is not built yet: it records nothing.
-        log.info("sweep slot (not implemented yet)", extra={"fields": {"at": rfc3339(run_at)}})
+        run = run_sweep(self.app, run_at, stop=self.stopping.is_set)
+        kinds: dict[str, int] = {}
+        for action in run.actions:
+            kinds[action["kind"]] = kinds.get(action["kind"], 0) + 1
+        log.info("sweep run", extra={"fields": {
+            "at": rfc3339(run_at), "mark": rfc3339(run.mark), "accounts": run.accounts, "actions": kinds,
+            "skipped": len(run.skipped), "already_swept": run.already_swept, "complete": run.complete}})
 
 
 def now() -> datetime:
@@ -97,6 +103,7 @@ def run_worker(app: LedgerApp) -> None:
     signal.signal(signal.SIGINT, stop)
     log.info("worker started", extra={"fields": {"jobs": [j.id for j in scheduler.get_jobs()]}})
     jobs.interest(now())  # catch up through the store after any downtime
+    jobs.sweep(now())  # then sweep the latest mark (earlier marks would act on today's state)
     if not stopping.is_set():
         scheduler.start()
         stopping.wait()

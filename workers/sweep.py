@@ -1,0 +1,142 @@
+"""The 5-minute sweep (SPEC §9, §13 `ledger repayment run`).
+
+Candidates are the accounts that owe (``interest/due``) or hold a futures position
+(``holders/*``): only they can breach a quota or a risk level.  Pass 1 runs L1, L3 and L4
+per account; pass 2 runs L2 for every currency whose platform total is over its limit,
+largest borrower first (ties by account id), re-reading the platform total inside each
+transaction.  A mark is swept once: a completed mark is recorded in ``runs/sweep`` and a
+second run for it does nothing.  Two sweeps at once act once, because every action changes
+the account's version and is idempotent: the loser recomputes and finds nothing to do.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Callable
+
+from ledger.app import LedgerApp
+from ledger.errors import LedgerError
+from ledger.indexes import RunLog
+from ledger.platform import QUOTE
+from ledger.sweep import Actions, platform_excess, sweep_account
+from ledger.unit_of_work import UnitOfWork
+
+EVERY = timedelta(minutes=5)
+BATCH_ACCOUNTS = int(os.environ.get("LEDGER_SWEEP_BATCH_ACCOUNTS", "500"))  # accounts per transaction
+
+
+def floor_mark(at: datetime) -> datetime:
+    """The last 5-minute mark at or before ``at``."""
+    return at.replace(minute=at.minute - at.minute % 5, second=0, microsecond=0)
+
+
+@dataclass
+class SweepRun:
+    at: datetime
+    mark: datetime
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    already_swept: bool = False
+    complete: bool = True
+    accounts: int = 0
+
+
+def candidates(app: LedgerApp) -> list[str]:
+    names = {"interest/due"} | {f"holders/{c}-{QUOTE}" for c in app.platform().currencies if c != QUOTE}
+    found: set[str] = set()
+    for name in names:
+        index = app.find(name)
+        if index is not None:
+            found.update(index.accounts)
+    return sorted(found)
+
+
+def run_sweep(
+    app: LedgerApp, run_at: datetime,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> SweepRun:
+    """Sweep the last 5-minute mark ≤ run_at; events carry at = run_at."""
+    run = SweepRun(run_at, floor_mark(run_at))
+    log = app.find("runs/sweep")
+    if log is not None and log.last_mark is not None and log.last_mark >= run.mark:
+        run.already_swept = True
+        return run
+    accounts = candidates(app)
+    run.accounts = len(accounts)
+    owed: dict[str, dict[str, Decimal]] = {}
+
+    def per_account(uow: UnitOfWork, account: str) -> dict[str, Any]:
+        uow.begin(run_at)
+        acct = uow.account(account)
+        try:
+            acct.check_time(run_at)
+            actions = sweep_account(acct, uow.platform, run_at)
+        except LedgerError as error:  # later events than run_at, or a price missing
+            uow.rollback()
+            return {"ok": False, "account": account, "error": error.as_dict()}
+        uow.commit()
+        return {"ok": True, "account": account, "actions": actions.items, "owed": acct.liabilities()}
+
+    for done, result in batches(app, accounts, per_account, stop, progress, run):
+        if result["ok"]:
+            run.actions.extend(result["actions"])
+            owed[result["account"]] = result["owed"]
+        else:
+            run.skipped.append({"account": result["account"], **result["error"]})
+    if run.complete:
+        platform_pass(app, run, owed, stop)
+    if run.complete:
+        record_summary(app, run)
+    return run
+
+
+def batches(app: LedgerApp, accounts: list[str], step: Callable[[UnitOfWork, str], dict[str, Any]],
+            stop: Callable[[], bool], progress: Callable[[int, int], None] | None, run: SweepRun):  # type: ignore[no-untyped-def]
+    for start in range(0, len(accounts), BATCH_ACCOUNTS):
+        if stop():
+            run.complete = False
+            return
+        batch = accounts[start:start + BATCH_ACCOUNTS]
+        for result in app.transact(batch, step):
+            yield start, result
+        if progress:
+            progress(min(start + BATCH_ACCOUNTS, len(accounts)), len(accounts))
+
+
+def platform_pass(app: LedgerApp, run: SweepRun, owed: dict[str, dict[str, Decimal]], stop: Callable[[], bool]) -> None:
+    """L2: for each currency over its platform limit, the largest borrowers repay first."""
+    platform = app.platform()
+    for currency, limit in sorted(platform.platform_limits.items()):
+        if app.platform_owed(currency) <= limit:
+            continue
+        borrowers = sorted((a for a in owed if owed[a].get(currency)), key=lambda a: (-owed[a][currency], a))
+
+        def repay_share(uow: UnitOfWork, account: str, currency: str = currency, limit: Decimal = limit) -> dict[str, Any]:
+            uow.begin(run.at)
+            excess = uow.pool(currency).outstanding - limit  # read inside the transaction
+            if excess <= 0:
+                return {"ok": True, "account": account, "actions": []}
+            actions = Actions(account)
+            platform_excess(uow.account(account), currency, excess, uow.platform, run.at, actions)
+            uow.commit()
+            return {"ok": True, "account": account, "actions": actions.items}
+
+        for _, result in batches(app, borrowers, repay_share, stop, None, run):
+            run.actions.extend(result["actions"])
+
+
+def record_summary(app: LedgerApp, run: SweepRun) -> None:
+    kinds = dict(sorted(Counter(a["kind"] for a in run.actions).items()))
+
+    def step(uow: UnitOfWork, _: Any) -> dict[str, Any]:
+        uow.begin(run.at)
+        log = uow.find("runs/sweep") or uow.add(RunLog(job="sweep"))
+        if log.last_mark is None or log.last_mark < run.mark:  # type: ignore[attr-defined]
+            log.sweep_completed(run.at, run.mark, run.accounts, kinds)  # type: ignore[attr-defined]
+        return {"ok": True}
+
+    app.transact([None], step)
