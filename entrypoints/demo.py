@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.panel import Panel
 
 from ledger.app import LedgerApp
+from ledger.base import event_fields
 from ledger.money import fmt
+from ledger.render import plain
 from ledger.views import account_view
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -95,6 +97,30 @@ def interest_step(app: LedgerApp, out: Console) -> None:
               f"{len(run_interest(app, INTEREST_AT).charges)} charges", highlight=False)
 
 
+CRASH_AT = START + timedelta(hours=1, minutes=10)
+
+
+def crash_step(app: LedgerApp, out: Console) -> None:
+    """A price crash, then the 5-minute sweep liquidates what it must (L3)."""
+    from entrypoints.cli import print_account
+    from workers.sweep import run_sweep
+
+    out.rule(f"[bold]{len(STEPS) + 2}. BTC crashes to 45,000; the 10:10 sweep liquidates the bot: its long is closed at mark and what its assets cannot cover goes to the insurance fund (L3)")
+    crash = {"type": "set_price", "currency": "BTC", "price": "45000", "at": CRASH_AT.isoformat()}
+    for e in app.apply([crash], lambda: CRASH_AT)[0]["events"]:
+        out.print(f"   [green]✓ {e['type']}[/green] " + ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "at")), highlight=False)
+    print_account(account_view(app.account("alice-bot"), app.platform(), app.platform_owed))
+    run = run_sweep(app, CRASH_AT)
+    for account in sorted({a["account"] for a in run.actions}):
+        for e in app.history(account):
+            if e.at == CRASH_AT and type(e).__name__ not in ("Borrowed",):
+                fields = {k: v for k, v in event_fields(e).items() if k != "at"}
+                out.print(f"   [green]✓ {type(e).__name__}[/green] account={account}, "
+                          + ", ".join(f"{k}={v}" for k, v in plain(fields).items()), highlight=False)
+    print_account(account_view(app.account("alice-bot"), app.platform(), app.platform_owed))
+    out.print(f"   the same mark again does nothing: already swept = {run_sweep(app, CRASH_AT).already_swept}", highlight=False)
+
+
 def run(db_url: str, out: Console, opened: Callable[[str], ContextManager[LedgerApp]]) -> None:
     path = db_url.removeprefix("sqlite:///")
     if db_url.startswith("sqlite:///") and os.path.exists(path):
@@ -117,6 +143,7 @@ def run(db_url: str, out: Console, opened: Callable[[str], ContextManager[Ledger
 
                 print_account(account_view(app.account(account), app.platform(), app.platform_owed))
         interest_step(app, out)
+        crash_step(app, out)
     out.rule()
     out.print(f"The store is kept at {path}. Explore it:\n"
               f"  ledger --db {db_url} account show alice\n"
