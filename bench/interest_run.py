@@ -8,50 +8,17 @@ one hour, and accounts per second.  PostgreSQL: a fresh database on 127.0.0.1:54
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
-from ledger.app import LedgerApp
-from ledger.store import persistence_env
+from bench.common import START, fresh_url, indebted_accounts, open_app
 from workers.interest import run_interest
-
-START = datetime(2026, 3, 1, tzinfo=timezone.utc)
-
-
-def indebted(app: LedgerApp, count: int) -> None:
-    at = START.isoformat()
-    cmds: list[dict] = [
-        {"type": "set_platform_flags", "whitelist_required": False, "at": at},
-        {"type": "set_price", "currency": "BTC", "price": "50000", "at": at},
-        {"type": "set_interest_rate", "currency": "USDT", "hourly_rate": "0.0001", "at": at},
-    ]
-    for n in range(count):
-        a = f"acct-{n:06d}"
-        cmds += [{"type": "open_account", "account": a, "at": at},
-                 {"type": "complete_risk_assessment", "account": a, "score": 50, "agreements_version": "v1", "at": at},
-                 {"type": "switch_mode", "account": a, "mode": "unified", "at": at},
-                 {"type": "deposit", "account": a, "currency": "BTC", "amount": "1", "at": at},
-                 {"type": "borrow", "account": a, "currency": "USDT", "amount": "1000", "at": at}]
-    results = app.apply(cmds, lambda: START)
-    assert all(r["ok"] for r in results)
-
-
-def postgres_url() -> str:
-    import psycopg
-
-    name = f"ledger_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
 def measure(url: str, count: int) -> float:
-    app = LedgerApp.open(persistence_env(url))
+    app = open_app(url)
     try:
-        indebted(app, count)
+        indebted_accounts(app, count)
         started = time.perf_counter()
         run = run_interest(app, START + timedelta(minutes=59))  # charges hour 00:00 only
         elapsed = time.perf_counter() - started
@@ -66,10 +33,8 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
     args = parser.parse_args()
-    stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
-    for store in stores:
-        url = f"sqlite:///{os.path.join(tempfile.mkdtemp(), 'bench.db')}" if store == "sqlite" else postgres_url()
-        seconds = measure(url, args.accounts)
+    for store in ["sqlite", "postgres"] if args.store == "both" else [args.store]:
+        seconds = measure(fresh_url(store), args.accounts)
         print(f"{store}: one hourly run over {args.accounts} indebted accounts: {seconds:.2f} s "
               f"({args.accounts / seconds:,.0f} accounts/s)")
 
