@@ -23,7 +23,7 @@ from ledger.account import Account, account_key
 from ledger.commands import parse_command
 from ledger.errors import LedgerError
 from ledger.handlers import execute
-from ledger.indexes import CommandRecord
+from ledger.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog
 from ledger.platform import PLATFORM_ID, Platform, default_parameters
 from ledger.render import result_events
 from ledger.unit_of_work import UnitOfWork
@@ -53,6 +53,8 @@ def digest(obj: Mapping[str, Any]) -> str:
 
 class LedgerApp(Application[str]):
     env = {"ORIGINATOR_ID_TYPE": "text"}
+    # Index aggregates live forever and grow with every batch: load them from a snapshot.
+    snapshotting_intervals = {LendingPool: 100, AccountSet: 100, InterestClock: 100, RunLog: 100}
 
     @classmethod
     def open(cls, env: Mapping[str, str], attempts: int = 5) -> "LedgerApp":
@@ -88,6 +90,7 @@ class LedgerApp(Application[str]):
         for attempt in range(MAX_ATTEMPTS):
             uow = UnitOfWork(self.repository)
             results = [step(uow, item) for item in items]
+            uow.finish()
             dirty = uow.dirty()
             try:
                 if dirty:

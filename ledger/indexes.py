@@ -34,7 +34,8 @@ class LendingPool(LedgerAggregate):
         self.outstanding = ZERO
 
     @event("OutstandingChanged")
-    def change(self, account: str, delta: Decimal, at: datetime) -> None:
+    def change(self, delta: Decimal, changes: int, at: datetime) -> None:
+        """The sum of ``changes`` account liability changes at instant ``at`` in one transaction."""
         self.outstanding += delta
         assert self.outstanding >= 0, "all accounts together can never owe less than zero"
 

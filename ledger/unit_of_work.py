@@ -3,7 +3,8 @@
 Handlers reach aggregates only through the unit of work.  It remembers, per command, how
 many pending events each touched aggregate had, so a rejected command can be rolled back
 exactly (T3) while the rest of the batch goes on.  After each accepted command it keeps the
-cross-account indexes in step: lending pools (what all accounts owe) and position holders.
+cross-account indexes in step: position holders and accounts with interest due at once,
+lending pools (what all accounts owe) folded per currency and instant at ``finish()``.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class UnitOfWork:
         self._marks: dict[str, int] = {}  # pending-event counts at first touch this command
         self._created: set[str] = set()  # ids created by the current command
         self._before: dict[str, tuple[dict[str, Decimal], frozenset[str], bool]] = {}
+        # liability changes of accepted commands, folded per (currency, at) until finish()
+        self._owed_changes: dict[tuple[str, datetime], list[Any]] = {}
         self.at: datetime | None = None
 
     # --- reaching aggregates -----------------------------------------------------------------
@@ -83,7 +86,9 @@ class UnitOfWork:
         return self._index(f"pool/{currency}", lambda: LendingPool(currency=currency))
 
     def platform_owed(self, currency: str) -> Decimal:
-        return self.pool(currency).outstanding
+        """B2, L2: what all accounts owe of ``currency``, this batch's accepted commands included."""
+        pending = sum((d for (c, _), (d, _) in self._owed_changes.items() if c == currency), Decimal(0))
+        return self.pool(currency).outstanding + pending
 
     def account_set(self, name: str) -> AccountSet:
         return self._index(name, lambda: AccountSet(name=name))
@@ -120,7 +125,10 @@ class UnitOfWork:
             for currency in sorted(set(liabilities) | set(after)):
                 delta = after.get(currency, Decimal(0)) - liabilities.get(currency, Decimal(0))
                 if delta:
-                    self.pool(currency).change(acct.account, delta, self.at)
+                    self.pool(currency)  # loaded now, so a conflicting writer fails this batch
+                    change = self._owed_changes.setdefault((currency, self.at), [Decimal(0), 0])
+                    change[0] += delta
+                    change[1] += 1
             now = frozenset(acct.positions)
             for symbol in sorted(now - symbols):
                 self.holders(symbol).add(acct.account, self.at)
@@ -157,6 +165,14 @@ class UnitOfWork:
             agg = e.mutate(agg)
         agg._pending_events = list(pending)
         return agg
+
+    def finish(self) -> None:
+        """Write the folded liability changes: one pool event per currency and instant, not
+        one per account (an interest run over 10,000 accounts adds one event, not 10,000)."""
+        for (currency, at), (delta, changes) in sorted(self._owed_changes.items()):
+            if delta:
+                self.pool(currency).change(delta, changes, at)
+        self._owed_changes.clear()
 
     def dirty(self) -> list[LedgerAggregate]:
         return [agg for agg in self.loaded.values() if agg is not None and agg.pending_count]

@@ -117,7 +117,7 @@ def platform_pass(app: LedgerApp, run: SweepRun, owed: dict[str, dict[str, Decim
 
         def repay_share(uow: UnitOfWork, account: str, currency: str = currency, limit: Decimal = limit) -> dict[str, Any]:
             uow.begin(run.at)
-            excess = uow.pool(currency).outstanding - limit  # read inside the transaction
+            excess = uow.platform_owed(currency) - limit  # read inside the transaction
             if excess <= 0:
                 return {"ok": True, "account": account, "actions": []}
             actions = Actions(account)
