@@ -16,10 +16,11 @@ import time
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import IntegrityError, InternalError
 
 from ledger.account import Account, account_key
+from ledger.base import replay
 from ledger.commands import parse_command
 from ledger.errors import LedgerError
 from ledger.handlers import execute
@@ -51,10 +52,18 @@ def digest(obj: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class LedgerRepository(Repository[str]):
+    """Loads aggregates with ``replay`` (see ledger.base)."""
+
+    def get(self, aggregate_id: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("projector_func", replay)
+        return super().get(aggregate_id, **kwargs)
+
+
 class LedgerApp(Application[str]):
     env = {"ORIGINATOR_ID_TYPE": "text"}
-    # Index aggregates live forever and grow with every batch: load them from a snapshot.
-    snapshotting_intervals = {LendingPool: 100, AccountSet: 100, InterestClock: 100, RunLog: 100}
+    # Accounts and index aggregates live forever and grow: load them from a snapshot.
+    snapshotting_intervals = {Account: 200, LendingPool: 100, AccountSet: 100, InterestClock: 100, RunLog: 100}
 
     @classmethod
     def open(cls, env: Mapping[str, str], attempts: int = 5) -> "LedgerApp":
@@ -70,6 +79,12 @@ class LedgerApp(Application[str]):
                     raise
                 time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
         raise AssertionError("unreachable")
+
+    def construct_repository(self) -> Repository[str]:
+        base = super().construct_repository()
+        repository = LedgerRepository.__new__(LedgerRepository)
+        repository.__dict__.update(base.__dict__)
+        return repository
 
     # --- commands ----------------------------------------------------------------------------
     def apply(self, objs: list[Any], now: Callable[[], datetime]) -> list[Result]:

@@ -9,7 +9,7 @@ UUID.  Business time is the ``at`` attribute every event carries; the library's 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable
 
 from eventsourcing.domain import (
     BaseAggregate,
@@ -62,3 +62,11 @@ def event_fields(event: LedgerEvent) -> dict[str, Any]:
 
 def event_name(event: LedgerEvent) -> str:
     return type(event).__name__
+
+
+def replay(aggregate: Any, events: Iterable[Any]) -> Any:
+    """Apply events in order: eventsourcing's ``project_aggregate`` without its per-event
+    ``isinstance`` check against a runtime Protocol, which costs a third of a load."""
+    for e in events:
+        aggregate = e.mutate(aggregate)
+    return aggregate
