@@ -323,7 +323,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="machine output"))
         return
     interest = report["interest"]
     out.print(f"interest: last hour charged {interest['last_hour'] or 'never'} (last run {interest['last_run_at'] or 'never'}), "
-              f"{interest['accounts_due']} accounts with hours due")
+              f"{interest['accounts_due']} account(s) with hours due")
     out.print(f"sweep: last mark {report['sweep']['last_mark'] or 'never'}")
     for item in report["overdue"]:
         out.print(f"[red]overdue[/red]: {item}")

@@ -34,8 +34,9 @@ class LendingPool(LedgerAggregate):
         self.outstanding = ZERO
 
     @event("OutstandingChanged")
-    def change(self, delta: Decimal, changes: int, at: datetime) -> None:
-        """The sum of ``changes`` account liability changes at instant ``at`` in one transaction."""
+    def change(self, delta: Decimal, at: datetime, changes: int = 1, account: str | None = None) -> None:
+        """The sum of ``changes`` account liability changes at instant ``at`` in one transaction
+        (events stored before folding name one ``account`` and no ``changes``)."""
         self.outstanding += delta
         assert self.outstanding >= 0, "all accounts together can never owe less than zero"
 

@@ -110,31 +110,54 @@ def margin_after(acct: Account, platform: Platform, source: str | None, cost: De
     return margin(MarginState(cash, owed, acct.position_list()), platform)
 
 
-def least_repayment(acct: Account, platform: Platform, currency: str, source: str | None, most: Decimal, target: Decimal) -> Decimal:
-    """L3: the least amount of ``currency`` (at its precision, at most ``most``) whose repayment —
-    from own cash, or bought with ``source`` — brings the risk ratio to the target; else ``most``."""
-    step = quantum(platform.precision(currency))
+def least_sale(acct: Account, platform: Platform, currency: str, source: str | None, most: Decimal,
+               target: Decimal) -> tuple[Decimal, Decimal]:
+    """L3: the least (cost in ``source``, amount of ``currency`` repaid) that brings the risk
+    ratio to the target — from own cash when ``source`` is None — else the most there is.
 
-    def cost(amount: Decimal) -> Decimal:
-        if source is None:
-            return ZERO
-        return round_up(amount * platform.price(currency) / platform.price(source), platform.precision(source))
+    The search runs over whole units of the coarser side (the currency whose smallest unit is
+    worth more), pricing the other side at its best rounding, so each step of the search moves
+    the repayment forward and rounding cannot make a larger sale look necessary."""
+    tgt_places = platform.precision(currency)
+    if source is None:
+        step = quantum(tgt_places)
+        pair = lambda n: (ZERO, n * step)  # noqa: E731
+        top = int(most / step)
+    else:
+        p_src, p_tgt, src_places = platform.price(source), platform.price(currency), platform.precision(source)
+        if quantum(src_places) * p_src >= quantum(tgt_places) * p_tgt:  # sell whole units of the source
+            step = quantum(src_places)
+            pair = lambda n: (n * step, min(most, round_down(n * step * p_src / p_tgt, tgt_places)))  # noqa: E731
+            top = int(round_up(most * p_tgt / p_src, src_places) / step)
+        else:  # buy whole units of the target
+            step = quantum(tgt_places)
+            pair = lambda n: (round_up(n * step * p_tgt / p_src, src_places), n * step)  # noqa: E731
+            top = int(most / step)
 
-    def enough(amount: Decimal) -> bool:
-        return ratio_at_most(margin_after(acct, platform, source, cost(amount), currency, amount), target)
+    def enough(n: int) -> bool:
+        cost, amount = pair(n)
+        return ratio_at_most(margin_after(acct, platform, source, cost, currency, amount), target)
 
-    if most <= 0 or not enough(most):
-        return most
-    low, high = 0, int(most / step)  # in steps of the currency's precision; enough(high) holds
+    if top <= 0 or not enough(top):
+        return pair(max(top, 0))
+    low, high = 0, top  # enough(high) holds, and the answer is in (low, high]
     for _ in range(MAX_BISECTIONS):
         if high - low <= 1:
             break
         middle = (low + high) // 2
-        if enough(middle * step):
+        if enough(middle):
             high = middle
         else:
             low = middle
-    return high * step if not enough(low * step) else low * step
+    return pair(low if enough(low) else high)
+
+
+def can_buy(acct: Account, platform: Platform, currency: str) -> bool:
+    """Whether anything is left that could pay at least one smallest unit of ``currency``."""
+    if own_cash(acct, currency, platform) > 0:
+        return True
+    unit = quantum(platform.precision(currency)) * platform.price(currency)
+    return any(amount * platform.price(source) >= unit for source, amount in sellable(acct, platform, exclude=currency))
 
 
 def liquidate(acct: Account, platform: Platform, at: datetime, actions: Actions) -> None:
@@ -167,15 +190,16 @@ def liquidate(acct: Account, platform: Platform, at: datetime, actions: Actions)
                 value = round_down(own_cash(acct, source, platform) * platform.price(source) / platform.price(currency),
                                    platform.precision(currency))
                 most = min(owed, value)
-            amount = least_repayment(acct, platform, currency, source, most, target)
+            cost, amount = least_sale(acct, platform, currency, source, most, target)
             if amount <= 0:
                 continue
             if source is not None:
-                amount = swap(acct, source, currency, amount, platform, "liquidation", at)
-            acct.repay(currency, min(amount, own_cash(acct, currency, platform)), "liquidation", at)
+                acct.auto_swapped(source, cost, currency, amount, platform.price(source), platform.price(currency),
+                                  "liquidation", at)
+            acct.repay(currency, amount, "liquidation", at)
     bad_debt: dict[str, Decimal] = {}
     if acct.liabilities() and not ratio_at_most(acct.margin(platform), target):
-        if all(not sellable(acct, platform, exclude=c) and own_cash(acct, c, platform) == 0 for c in acct.liabilities()):
+        if not any(can_buy(acct, platform, c) for c in acct.liabilities()):  # dust cannot pay
             for currency in sorted(acct.liabilities()):
                 bad_debt[currency] = acct.write_off(currency, at)
     after = acct.margin(platform)

@@ -31,7 +31,7 @@ class UnitOfWork:
         self.loaded: dict[str, LedgerAggregate | None] = {}
         self._marks: dict[str, int] = {}  # pending-event counts at first touch this command
         self._created: set[str] = set()  # ids created by the current command
-        self._before: dict[str, tuple[dict[str, Decimal], frozenset[str], bool]] = {}
+        self._before: dict[str, tuple[dict[str, Decimal], frozenset[str], bool, bool]] = {}
         # liability changes of accepted commands, folded per (currency, at) until finish()
         self._owed_changes: dict[tuple[str, datetime], list[Any]] = {}
         self.at: datetime | None = None
@@ -49,7 +49,7 @@ class UnitOfWork:
         if agg is not None and key not in self._marks:
             self._marks[key] = agg.pending_count
             if isinstance(agg, Account):
-                self._before[key] = (agg.liabilities(), frozenset(agg.positions), bool(agg.interest_due))
+                self._before[key] = (agg.liabilities(), frozenset(agg.positions), bool(agg.interest_due), agg.alerted)
         return agg
 
     def add(self, agg: A) -> A:
@@ -58,7 +58,7 @@ class UnitOfWork:
         self._created.add(agg.id)
         self._marks[agg.id] = 0
         if isinstance(agg, Account):
-            self._before[agg.id] = ({}, frozenset(), False)
+            self._before[agg.id] = ({}, frozenset(), False, False)
         return agg
 
     def find_account(self, account: str) -> Account | None:
@@ -118,7 +118,7 @@ class UnitOfWork:
     def commit(self) -> list[tuple[LedgerAggregate, Any]]:
         """Bring the indexes in step and return the events this command triggered."""
         assert self.at is not None
-        for key, (liabilities, symbols, was_due) in list(self._before.items()):
+        for key, (liabilities, symbols, was_due, was_alerted) in list(self._before.items()):
             acct = self.loaded[key]
             assert isinstance(acct, Account)
             after = acct.liabilities()
@@ -134,9 +134,8 @@ class UnitOfWork:
                 self.holders(symbol).add(acct.account, self.at)
             for symbol in sorted(symbols - now):
                 self.holders(symbol).remove(acct.account, self.at)
-            if bool(acct.interest_due) != was_due:
-                index = self.interest_due()
-                (index.add if acct.interest_due else index.remove)(acct.account, self.at)
+            self._membership("interest/due", acct.account, was_due, bool(acct.interest_due))
+            self._membership("risk/alerted", acct.account, was_alerted, acct.alerted)
         events = []
         for key, mark in self._marks.items():
             agg = self.loaded[key]
@@ -166,12 +165,17 @@ class UnitOfWork:
         agg._pending_events = list(pending)
         return agg
 
+    def _membership(self, name: str, account: str, before: bool, after: bool) -> None:
+        if before != after:
+            index = self.account_set(name)
+            (index.add if after else index.remove)(account, self.at)
+
     def finish(self) -> None:
         """Write the folded liability changes: one pool event per currency and instant, not
         one per account (an interest run over 10,000 accounts adds one event, not 10,000)."""
         for (currency, at), (delta, changes) in sorted(self._owed_changes.items()):
             if delta:
-                self.pool(currency).change(delta, changes, at)
+                self.pool(currency).change(delta, at, changes)
         self._owed_changes.clear()
 
     def dirty(self) -> list[LedgerAggregate]:

@@ -89,6 +89,7 @@ class Run:
         self.opened: set[str] = set()
         self.saved: dict[str, dict[str, Any]] = {}
         self.order_seq = 0
+        self.borrow_expect: dict[str, tuple[Decimal, Decimal]] = {}  # at -> (B2 limit shown, amount)
         self.log: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (command, result)
         app = self.book.app
         original_save = app.save
@@ -131,6 +132,8 @@ class Run:
             for e in result.get("events", []):
                 if e["type"] in ("Borrowed", "Repaid"):
                     event(f"event {e['type']} {e.get('source')}")
+                if e["type"] == "Repaid" and D(e["upl_generated"]):
+                    event("event Repaid a UPL-generated part")
         for cmd, result in zip(cmds, results):
             if result["ok"] and cmd["type"] == "open_account":
                 self.opened.add(cmd["account"])
@@ -145,6 +148,15 @@ class Run:
         self.check_indexes(after)
         if len(cmds) == 1 and results[0]["ok"]:
             self.check_margin_after_payout(cmds[0], after)
+        if len(cmds) == 1 and cmds[0]["at"] in self.borrow_expect:
+            limit, amount = self.borrow_expect.pop(cmds[0]["at"])
+            [result] = results
+            if amount <= limit:  # B2/B3: the account view's borrowable is what borrow accepts
+                assert result["ok"], f"borrow of {amount} within the shown limit {limit} refused: {result}"
+            else:
+                assert not result["ok"] and result["error"]["code"] in (
+                    "borrow_limit_exceeded", "platform_limit_exceeded"), (
+                    f"borrow of {amount} past the shown limit {limit}: {result}")
         return results
 
     def ok(self, cmd: dict[str, Any]) -> None:
@@ -339,13 +351,45 @@ def draw_command(data: st.DataObject, run: Run) -> dict[str, Any]:
         "deposit", "deposit", "withdraw", "transfer", "set_price", "set_price", "set_price",
         "place_order", "place_order", "place_order", "place_order", "fill_order", "fill_order",
         "fill_order", "fill_order", "fill_order", "cancel_order", "borrow", "borrow", "repay", "repay",
-        "mode", "invalid",
+        "mode", "invalid", "owed", "owed", "owed", "shock", "shock",
     ]), label="kind")
     accounts = run.accounts()
     platform = run.app.platform()
     acct_name = data.draw(st.sampled_from((MASTER, MASTER, MASTER, SUB1, SUB1, SUB2, OTHER)), label="account")
     currency = data.draw(st.sampled_from(CURRENCIES), label="currency")
     cmd: dict[str, Any] = {"type": kind, "at": run.next_at()}
+    if kind == "shock":  # a mark move against a unified position: UPL losses borrow (B1)
+        held = [(a, sym, q) for a, x in accounts.items() if x.mode == UNIFIED for sym, (q, _) in x.positions.items()]
+        if held:
+            _, symbol, q = data.draw(st.sampled_from(sorted(held)), label="held")
+            base = base_of(symbol)
+            factors = ("0.7", "0.5", "0.2") if q > 0 else ("1.5", "2", "4")
+            price = (platform.prices[base] * D(data.draw(st.sampled_from(factors), label="shock"))).quantize(D("0.01"))
+            cmd.update(type="set_price", currency=base, price=format(max(price, D("0.01")), "f"))
+            return cmd
+        kind = cmd["type"] = "place_order"
+    if kind == "owed":  # steer towards paying back what is owed (R1/R2, UPL-generated first)
+        owing = [(a, c) for a, x in accounts.items() for c in sorted(x.liabilities())]
+        if owing:
+            acct_name, currency = data.draw(st.sampled_from(owing), label="owing")
+            owed = accounts[acct_name].liability(currency)
+            kind = data.draw(st.sampled_from(("deposit", "repay", "transfer", "set_price")), label="owed kind")
+            if kind == "set_price" and accounts[acct_name].positions:
+                base = base_of(sorted(accounts[acct_name].positions)[0])
+                cmd.update(type=kind, currency=base, price=format(
+                    (platform.prices[base] * D(data.draw(st.sampled_from(("1.05", "1.3", "2", "0.9"))))).quantize(D("0.01")), "f"))
+                return cmd
+            if kind == "set_price":
+                kind = "deposit"
+            part = data.draw(st.sampled_from(("all", "half", "double")), label="part")
+            amount = {"all": owed, "half": owed / 2, "double": owed * 2}[part].quantize(D("0.00000001"))
+            cmd.update(type=kind, currency=currency, amount=format(max(amount, D("0.00000001")), "f"))
+            if kind == "transfer":
+                cmd.update(from_account=SUB1 if acct_name == MASTER else MASTER, to_account=acct_name)
+            else:
+                cmd["account"] = acct_name
+            return cmd
+        kind = cmd["type"] = "deposit"
     if kind == "deposit":
         cmd.update(account=acct_name, currency=currency, amount=data.draw(amount_for(currency)))
         wallet = data.draw(st.sampled_from((None, None, None, "futures", "spot", "unified")), label="wallet")
@@ -397,10 +441,22 @@ def draw_command(data: st.DataObject, run: Run) -> dict[str, Any]:
             else:
                 qty = remaining + D("0.001")
             price = order["price"] if order else D(100)
-            cmd.update(qty=format(qty.normalize(), "f"), price=data.draw(near(price), label="fill price"),
+            # at the limit or better (buy at or below, sell at or above), now and then worse
+            better = ["1", "0.99", "0.9", "0.5"] if order and order["side"] == "buy" else ["1", "1.01", "1.1", "2"]
+            factor = data.draw(st.sampled_from(better + better + ["0.8", "1.2"]), label="fill price factor")
+            fill_price = max((price * D(factor)).quantize(D("0.01")), D("0.01"))
+            cmd.update(qty=format(qty.normalize(), "f"), price=format(fill_price, "f"),
                        fee=data.draw(st.sampled_from(["0", "0", "0.1", "1.23456789", "25", "500"]), label="fee"))
     elif kind == "borrow":
-        cmd.update(account=acct_name, currency=currency, amount=data.draw(amount_for(currency)))
+        amount = data.draw(amount_for(currency))
+        acct = accounts.get(acct_name)
+        shown = run.book.view(acct_name)["borrowable"] if acct is not None and acct.mode == UNIFIED else {}
+        if currency in shown and data.draw(st.booleans(), label="at the limit"):  # priced currencies only
+            limit = D(shown[currency])
+            step = data.draw(st.sampled_from(("0", "0.00000001", "1")), label="past the limit")
+            amount = format(max(limit + D(step), D("0.00000001")), "f")
+            run.borrow_expect[cmd["at"]] = (limit, D(amount))
+        cmd.update(account=acct_name, currency=currency, amount=amount)
     elif kind == "repay":
         acct = accounts.get(acct_name)
         owed = acct.liability(currency) if acct else ZERO
@@ -476,6 +532,19 @@ def prelude(data: st.DataObject, run: Run) -> None:
         run.ok({**cmd, "at": run.next_at()})
     if sub_unified:
         run.ok({"type": "switch_mode", "account": SUB1, "mode": "unified", "at": run.next_at()})
+    platform = run.app.platform()
+    if "BTC" in platform.prices and data.draw(st.integers(0, 3), label="m1 futures position") > 0:
+        mark = platform.prices["BTC"]
+        cash = run.app.account(MASTER).cash(USDT)
+        leverage = D(data.draw(st.sampled_from(("1", "3", "5")), label="leverage"))
+        qty = (cash * leverage / mark).quantize(D("0.001"), rounding="ROUND_FLOOR")
+        if qty > 0:
+            side = data.draw(st.sampled_from(("buy", "sell")), label="side")
+            run.ok({"type": "place_order", "account": MASTER, "order_id": "p0", "market": "futures",
+                    "symbol": "BTC-USDT", "side": side, "qty": format(qty, "f"), "price": format(mark, "f"),
+                    "at": run.next_at()})
+            run.ok({"type": "fill_order", "account": MASTER, "order_id": "p0", "qty": format(qty, "f"),
+                    "price": format(mark, "f"), "at": run.next_at()})
 
 
 def run_example(env: dict[str, str], data: st.DataObject) -> None:

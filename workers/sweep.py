@@ -1,7 +1,8 @@
 """The 5-minute sweep (SPEC §9, §13 `ledger repayment run`).
 
-Candidates are the accounts that owe (``interest/due``) or hold a futures position
-(``holders/*``): only they can breach a quota or a risk level.  Pass 1 runs L1, L3 and L4
+Candidates are the accounts that owe (``interest/due``), hold a futures position
+(``holders/*``) or stand alerted (``risk/alerted``, so the alert can clear): only they can
+breach a quota or a risk level.  Pass 1 runs L1, L3 and L4
 per account; pass 2 runs L2 for every currency whose platform total is over its limit,
 largest borrower first (ties by account id), re-reading the platform total inside each
 transaction.  A mark is swept once: a completed mark is recorded in ``runs/sweep`` and a
@@ -45,7 +46,7 @@ class SweepRun:
 
 
 def candidates(app: LedgerApp) -> list[str]:
-    names = {"interest/due"} | {f"holders/{c}-{QUOTE}" for c in app.platform().currencies if c != QUOTE}
+    names = {"interest/due", "risk/alerted"} | {f"holders/{c}-{QUOTE}" for c in app.platform().currencies if c != QUOTE}
     found: set[str] = set()
     for name in names:
         index = app.find(name)
