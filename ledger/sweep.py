@@ -32,15 +32,19 @@ class Actions:
         self.items.append({"account": self.account, "kind": kind, **details})
 
 
+def own_cash(acct: Account, currency: str, platform: Platform) -> Decimal:
+    """What the account can pay in ``currency`` now: available, at its precision, ≥ 0."""
+    return max(ZERO, round_down(acct.available(currency, platform), platform.precision(currency)))
+
+
 def sellable(acct: Account, platform: Platform, exclude: str) -> list[tuple[str, Decimal]]:
-    """Assets that can be swapped, largest USDT value first (ties by currency code)."""
+    """Priced assets that can be swapped, largest USDT value first (ties by currency code)."""
     out = []
     for currency in acct.wallets.get("unified", {}):
-        if currency == exclude or currency not in platform.prices and currency != QUOTE:
-            continue
-        amount = round_down(acct.available(currency, platform), platform.precision(currency))
-        if amount > 0:
-            out.append((currency, amount))
+        if currency != exclude and (currency == QUOTE or currency in platform.prices):
+            amount = own_cash(acct, currency, platform)
+            if amount > 0:
+                out.append((currency, amount))
     return sorted(out, key=lambda item: (-item[1] * platform.price(item[0]), item[0]))
 
 
@@ -48,7 +52,7 @@ def swap(acct: Account, source: str, target: str, wanted: Decimal, platform: Pla
     """Sell ``source`` at mark for up to ``wanted`` of ``target``; returns what was bought."""
     p_src, p_tgt = platform.price(source), platform.price(target)
     src_places, tgt_places = platform.precision(source), platform.precision(target)
-    available = round_down(acct.available(source, platform), src_places)
+    available = own_cash(acct, source, platform)
     cost = round_up(wanted * p_tgt / p_src, src_places)
     if cost > available:
         cost, wanted = available, round_down(available * p_src / p_tgt, tgt_places)
@@ -56,10 +60,6 @@ def swap(acct: Account, source: str, target: str, wanted: Decimal, platform: Pla
         return ZERO
     acct.auto_swapped(source, cost, target, wanted, p_src, p_tgt, reason, at)
     return wanted
-
-
-def own_cash(acct: Account, currency: str, platform: Platform) -> Decimal:
-    return max(ZERO, round_down(acct.available(currency, platform), platform.precision(currency)))
 
 
 def force_repay(acct: Account, currency: str, amount: Decimal, platform: Platform, reason: str, at: datetime) -> Decimal:
