@@ -533,7 +533,7 @@ def prelude(data: st.DataObject, run: Run) -> None:
     if sub_unified:
         run.ok({"type": "switch_mode", "account": SUB1, "mode": "unified", "at": run.next_at()})
     platform = run.app.platform()
-    if "BTC" in platform.prices and data.draw(st.integers(0, 3), label="m1 futures position") > 0:
+    if {"BTC", "ETH"} <= set(platform.prices) and data.draw(st.integers(0, 3), label="m1 futures position") > 0:
         mark = platform.prices["BTC"]
         cash = run.app.account(MASTER).cash(USDT)
         leverage = D(data.draw(st.sampled_from(("1", "3", "5")), label="leverage"))
