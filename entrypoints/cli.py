@@ -28,6 +28,8 @@ interest_cli = typer.Typer(no_args_is_help=True, help="Hourly interest (I1-I6)."
 cli.add_typer(interest_cli, name="interest")
 repayment_cli = typer.Typer(no_args_is_help=True, help="The 5-minute forced-repayment sweep (L1-L4).")
 cli.add_typer(repayment_cli, name="repayment")
+projections_cli = typer.Typer(no_args_is_help=True, help="Read models: run, rebuild, status.")
+cli.add_typer(projections_cli, name="projections")
 out = Console()
 
 
@@ -329,6 +331,120 @@ def status(as_json: bool = typer.Option(False, "--json", help="machine output"))
         out.print(f"[red]overdue[/red]: {item}")
     if not report["overdue"]:
         out.print("nothing overdue")
+
+
+# --- projections and reports ----------------------------------------------------------------------
+@contextmanager
+def views_of(app: LedgerApp) -> Iterator[Any]:
+    from ledger.store import persistence_env
+    from projections.sql import ViewDatabase
+
+    db = ViewDatabase(persistence_env(State.db_url))
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def catch_up(app: LedgerApp, db: Any, quiet: bool) -> int:
+    from rich.progress import Progress
+
+    from projections import runner
+
+    if quiet:
+        return runner.run(app, db)
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("projecting events", total=None)
+        return runner.run(app, db, progress=lambda done, head: bar.update(task, completed=done, total=head))
+
+
+@projections_cli.command("run")
+def projections_run(
+    follow: bool = typer.Option(False, "--follow", help="keep the views current until SIGTERM/SIGINT"),
+    every: float = typer.Option(2.0, "--every", help="seconds between polls with --follow"),
+) -> None:
+    """Bring every view up to the end of the event log (exactly once per event)."""
+    import signal
+    import threading
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    with opened() as app, views_of(app) as db:
+        from projections import runner
+
+        applied = catch_up(app, db, quiet=follow)
+        while follow and not stopping.wait(every):
+            applied += runner.run(app, db, stop=stopping.is_set)
+    print(f"projected {applied} events", file=sys.stderr)
+
+
+@projections_cli.command("rebuild")
+def projections_rebuild() -> None:
+    """Drop every view and replay the whole event log."""
+    from projections import views
+
+    with opened() as app, views_of(app) as db:
+        views.drop(db)
+        applied = catch_up(app, db, quiet=False)
+    out.print(f"rebuilt the views from {applied} events")
+
+
+@projections_cli.command("status")
+def projections_status(as_json: bool = typer.Option(False, "--json", help="machine output")) -> None:
+    """Each view's position in the event log and its lag."""
+    from projections import runner
+
+    with opened() as app, views_of(app) as db:
+        rows = [{"view": s.view, "position": s.position, "head": s.head, "lag": s.lag} for s in runner.status(app, db)]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("view", "position", "head", "lag")
+    for r in rows:
+        table.add_row(r["view"], str(r["position"]), str(r["head"]), str(r["lag"]))
+    out.print(table)
+
+
+@cli.command()
+def report(
+    kind: str = typer.Argument(..., metavar="interest|repayments|liquidations|borrowers|mode-switches"),
+    since: Optional[str] = typer.Option(None, "--since", help="from this instant (inclusive)"),
+    until: Optional[str] = typer.Option(None, "--until", help="to this instant (inclusive)"),
+    account: Optional[str] = typer.Option(None, "--account", help="one account only"),
+    currency: Optional[str] = typer.Option(None, "--currency", help="one currency only"),
+    fmt_: str = typer.Option("table", "--format", help="table | csv | json"),
+) -> None:
+    """Compliance reports from the read models (caught up first): one row per fact."""
+    import csv
+
+    from projections import reports
+
+    if kind not in reports.REPORTS:
+        fail(f"unknown report {kind!r}: use one of {', '.join(reports.REPORTS)}")
+    if fmt_ not in ("table", "csv", "json"):
+        fail(f"unknown format {fmt_!r}: use table, csv or json")
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    with opened() as app, views_of(app) as db:
+        catch_up(app, db, quiet=fmt_ != "table")
+        rows = reports.rows(app, db, kind, since=start, until=end, account=account, currency=currency)
+    shown = [plain(r) for r in rows]
+    if fmt_ == "json":
+        print(json.dumps(shown, indent=2))
+    elif fmt_ == "csv":
+        columns = list(shown[0]) if shown else list(reports.REPORTS[kind].columns)
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(shown)
+    else:
+        columns = list(shown[0]) if shown else list(reports.REPORTS[kind].columns)
+        table = Table(*columns, title=f"{kind} ({len(shown)} rows)")
+        for r in shown:
+            table.add_row(*("" if r[c] is None else str(r[c]) for c in columns))
+        out.print(table)
+        for currency_, sums in reports.totals(kind, rows).items():
+            if sums:
+                out.print(f"total {currency_}: " + ", ".join(f"{k} {fmt(v)}" for k, v in sorted(sums.items())))
 
 
 @cli.command()

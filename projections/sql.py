@@ -1,0 +1,68 @@
+"""A small SQL adapter for the read models: the same statements on SQLite and PostgreSQL.
+
+Statements use ``?`` placeholders and ``{money}`` for a money column's type; PostgreSQL gets
+``%s`` and ``NUMERIC`` (exact), SQLite gets ``TEXT`` (SQLite's NUMERIC would turn "1.5" into a
+float), and sums of money are done in Python with ``Decimal`` there.
+"""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any, Iterator, Sequence
+
+
+class ViewDatabase:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.postgres = env["PERSISTENCE_MODULE"].endswith("postgres")
+        if self.postgres:
+            import psycopg
+
+            self._conn: Any = psycopg.connect(
+                host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], user=env["POSTGRES_USER"],
+                password=env.get("POSTGRES_PASSWORD", ""), dbname=env["POSTGRES_DBNAME"],
+                connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5")), autocommit=True,
+            )
+            if env.get("POSTGRES_SCHEMA"):
+                self._conn.execute(f"SET search_path TO {env['POSTGRES_SCHEMA']}")
+        else:
+            self._conn = sqlite3.connect(env["SQLITE_DBNAME"], timeout=30, isolation_level=None)
+
+    def sql(self, statement: str) -> str:
+        statement = statement.replace("{money}", "NUMERIC" if self.postgres else "TEXT")
+        return statement.replace("?", "%s") if self.postgres else statement
+
+    @contextmanager
+    def transaction(self) -> Iterator["ViewDatabase"]:
+        """One transaction: the view rows and the tracking position commit together."""
+        if self.postgres:
+            with self._conn.transaction():
+                yield self
+        else:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        cursor = self._conn.execute(self.sql(statement), [self._param(p) for p in params])
+        return cursor.rowcount
+
+    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self._conn.execute(self.sql(statement), [self._param(p) for p in params])
+        return [tuple(self._value(v) for v in row) for row in cursor.fetchall()]
+
+    def _param(self, value: Any) -> Any:
+        if isinstance(value, Decimal) and not self.postgres:
+            return format(value, "f")
+        return value
+
+    @staticmethod
+    def _value(value: Any) -> Any:
+        return value
+
+    def close(self) -> None:
+        self._conn.close()

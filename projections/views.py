@@ -1,0 +1,142 @@
+"""The read models (issue 6): SQL tables built from the event log, one row per fact.
+
+Each handler turns one domain event into statements on the views.  Balances are kept per
+(account, currency) over all wallets; money is exact (NUMERIC on PostgreSQL, decimal text on
+SQLite).  Every view advances with the others in one transaction (see runner.py).
+"""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from ledger.render import plain
+from projections.sql import ViewDatabase
+
+VIEWS = ("balances", "interest_charges", "repayments", "forced_swaps", "liquidations",
+         "mode_switches", "platform_totals")
+
+DDL = [
+    "CREATE TABLE IF NOT EXISTS view_tracking (view TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS view_balances (account TEXT NOT NULL, currency TEXT NOT NULL, "
+    "cash {money} NOT NULL, liability {money} NOT NULL, upl_liability {money} NOT NULL, "
+    "PRIMARY KEY (account, currency))",
+    "CREATE TABLE IF NOT EXISTS view_interest_charges (position BIGINT PRIMARY KEY, account TEXT NOT NULL, "
+    "currency TEXT NOT NULL, hour TEXT NOT NULL, liability {money} NOT NULL, interest_free {money} NOT NULL, "
+    "rate {money} NOT NULL, interest {money} NOT NULL, paid {money} NOT NULL, capitalized {money} NOT NULL, at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS view_repayments (position BIGINT PRIMARY KEY, account TEXT NOT NULL, "
+    "currency TEXT NOT NULL, amount {money} NOT NULL, source TEXT NOT NULL, principal {money} NOT NULL, "
+    "interest {money} NOT NULL, at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS view_forced_swaps (position BIGINT PRIMARY KEY, account TEXT NOT NULL, "
+    "from_currency TEXT NOT NULL, from_amount {money} NOT NULL, to_currency TEXT NOT NULL, "
+    "to_amount {money} NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS view_liquidations (position BIGINT PRIMARY KEY, account TEXT NOT NULL, "
+    "started_at TEXT NOT NULL, risk_ratio_before {money}, adjusted_equity {money} NOT NULL, "
+    "maintenance_margin {money} NOT NULL, completed_at TEXT, risk_ratio_after {money}, bad_debt TEXT)",
+    "CREATE TABLE IF NOT EXISTS view_mode_switches (position BIGINT PRIMARY KEY, account TEXT NOT NULL, "
+    "from_mode TEXT NOT NULL, to_mode TEXT NOT NULL, at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS view_platform_totals (currency TEXT PRIMARY KEY, outstanding {money} NOT NULL)",
+]
+
+
+def create(db: ViewDatabase) -> None:
+    with db.transaction():
+        for statement in DDL:
+            db.execute(statement)
+        for view in VIEWS:
+            if not db.rows("SELECT position FROM view_tracking WHERE view = ?", [view]):
+                db.execute("INSERT INTO view_tracking (view, position) VALUES (?, 0)", [view])
+
+
+def drop(db: ViewDatabase) -> None:
+    with db.transaction():
+        for view in ("tracking",) + VIEWS:
+            db.execute(f"DROP TABLE IF EXISTS view_{view}")
+
+
+def stamp(at: Any) -> str:
+    """Fixed-width UTC text, so that text order is time order in SQL (``--since``/``--until``)."""
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# --- balances ---------------------------------------------------------------------------------
+Delta = tuple[str, Decimal, Decimal, Decimal]  # currency, cash, liability, upl_liability
+Z = Decimal(0)
+
+
+def balance_deltas(name: str, e: Any) -> list[Delta]:
+    """How an account event changes cash (all wallets), liability and its UPL-generated part."""
+    if name in ("Deposited", "TransferredIn"):
+        return [(e.currency, e.amount, Z, Z)]
+    if name in ("Withdrawn", "TransferredOut"):
+        return [(e.currency, -e.amount, Z, Z)]
+    if name == "OrderFilled":
+        return [(c, Decimal(d), Z, Z) for c, d in e.cash.items()]
+    if name == "Borrowed":
+        return [(e.currency, e.amount, e.amount, e.amount if e.upl_generated else Z)]
+    if name == "Repaid":
+        return [(e.currency, -e.amount, -e.amount, -e.upl_generated)]
+    if name == "LiabilityReclassified":
+        return [(e.currency, Z, Z, -e.amount)]
+    if name == "InterestCharged":
+        return [(e.currency, -e.paid, e.capitalized, Z)]
+    if name == "AutoSwapped":
+        return [(e.from_currency, -e.from_amount, Z, Z), (e.to_currency, e.to_amount, Z, Z)]
+    if name == "PositionLiquidated":
+        return [("USDT", e.realized_pnl, Z, Z)]
+    if name == "BadDebtWrittenOff":
+        return [(e.currency, Z, -e.amount, -e.upl_generated)]
+    return []  # ModeSwitched and WalletTransferred move money between wallets only
+
+
+def add_balance(db: ViewDatabase, account: str, delta: Delta) -> None:
+    currency, cash, owed, upl = delta
+    row = db.rows("SELECT cash, liability, upl_liability FROM view_balances WHERE account = ? AND currency = ?",
+                  [account, currency])
+    if row:
+        old = [Decimal(str(v)) for v in row[0]]
+        db.execute("UPDATE view_balances SET cash = ?, liability = ?, upl_liability = ? WHERE account = ? AND currency = ?",
+                   [old[0] + cash, old[1] + owed, old[2] + upl, account, currency])
+    else:
+        db.execute("INSERT INTO view_balances (account, currency, cash, liability, upl_liability) VALUES (?, ?, ?, ?, ?)",
+                   [account, currency, cash, owed, upl])
+
+
+# --- one event ----------------------------------------------------------------------------------
+def apply_event(db: ViewDatabase, position: int, originator_id: str, e: Any) -> None:
+    """Every view's change for the event at ``position`` in the notification log."""
+    name = type(e).__name__
+    kind, _, account = originator_id.partition("/")
+    if kind == "pool" and name == "OutstandingChanged":
+        row = db.rows("SELECT outstanding FROM view_platform_totals WHERE currency = ?", [account])
+        if row:
+            db.execute("UPDATE view_platform_totals SET outstanding = ? WHERE currency = ?",
+                       [Decimal(str(row[0][0])) + e.delta, account])
+        else:
+            db.execute("INSERT INTO view_platform_totals (currency, outstanding) VALUES (?, ?)", [account, e.delta])
+        return
+    if kind != "account":
+        return
+    for delta in balance_deltas(name, e):
+        add_balance(db, account, delta)
+    at = stamp(e.at) if hasattr(e, "at") else None
+    if name == "InterestCharged":
+        db.execute("INSERT INTO view_interest_charges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   [position, account, e.currency, stamp(e.hour), e.liability, e.interest_free, e.rate,
+                    e.interest, e.paid, e.capitalized, at])
+    elif name == "Repaid":
+        db.execute("INSERT INTO view_repayments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   [position, account, e.currency, e.amount, e.source, e.principal, e.interest, at])
+    elif name == "AutoSwapped":
+        db.execute("INSERT INTO view_forced_swaps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   [position, account, e.from_currency, e.from_amount, e.to_currency, e.to_amount, e.reason, at])
+    elif name == "LiquidationStarted":
+        db.execute("INSERT INTO view_liquidations (position, account, started_at, risk_ratio_before, adjusted_equity, "
+                   "maintenance_margin) VALUES (?, ?, ?, ?, ?, ?)",
+                   [position, account, at, e.risk_ratio, e.adjusted_equity, e.maintenance_margin])
+    elif name == "LiquidationCompleted":
+        db.execute("UPDATE view_liquidations SET completed_at = ?, risk_ratio_after = ?, bad_debt = ? "
+                   "WHERE account = ? AND completed_at IS NULL",
+                   [at, e.risk_ratio, json.dumps(plain(e.bad_debt), sort_keys=True), account])
+    elif name == "ModeSwitched":
+        db.execute("INSERT INTO view_mode_switches VALUES (?, ?, ?, ?, ?)", [position, account, e.from_mode, e.to_mode, at])
