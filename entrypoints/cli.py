@@ -306,11 +306,12 @@ def repayment_run(
 
 @cli.command()
 def worker() -> None:
-    """Long-running scheduler: hourly interest at :00, the 5-minute sweep slot; stops on SIGTERM/SIGINT."""
+    """Long-running scheduler: hourly interest at :00, the sweep every 5 minutes, the read models
+    every few seconds; stops cleanly on SIGTERM/SIGINT."""
     from workers.scheduler import run_worker
 
-    with opened() as app:
-        run_worker(app)
+    with opened() as app, views_of(app) as views:
+        run_worker(app, views)
 
 
 @cli.command()

@@ -26,7 +26,9 @@ class ViewDatabase:
             if env.get("POSTGRES_SCHEMA"):
                 self._conn.execute(f"SET search_path TO {env['POSTGRES_SCHEMA']}")
         else:
-            self._conn = sqlite3.connect(env["SQLITE_DBNAME"], timeout=30, isolation_level=None)
+            # the worker's projection job uses it from the scheduler's thread, one run at a time
+            self._conn = sqlite3.connect(env["SQLITE_DBNAME"], timeout=30, isolation_level=None,
+                                         check_same_thread=False)
 
     def sql(self, statement: str) -> str:
         statement = statement.replace("{money}", "NUMERIC" if self.postgres else "TEXT")

@@ -142,7 +142,9 @@ def test_scheduler_wiring_with_a_fake_clock(tmp_path) -> None:  # type: ignore[n
     jobs = Jobs(app, threading.Event())
     scheduler = build_scheduler(jobs, clock=lambda: fake_now)
     by_id = {job.id: job for job in scheduler.get_jobs()}
-    assert set(by_id) == {"interest", "sweep"}
+    assert set(by_id) == {"interest", "sweep"}  # no views given: no projection job
+    with_views = build_scheduler(Jobs(app, threading.Event(), views=object()), clock=lambda: fake_now)
+    assert {job.id for job in with_views.get_jobs()} == {"interest", "sweep", "projections"}
     probe = START + timedelta(minutes=7, seconds=3)
     assert by_id["interest"].trigger.get_next_fire_time(None, probe) == START + timedelta(hours=1)
     assert by_id["sweep"].trigger.get_next_fire_time(None, probe) == START + timedelta(minutes=10)
@@ -167,7 +169,7 @@ def test_worker_starts_catches_up_and_stops_cleanly_on_sigterm(tmp_path) -> None
         if not line:
             break
         lines.append(json.loads(line))  # every line is a JSON object
-        if lines[-1]["event"] == "interest run":
+        if lines[-1]["event"] == "projections run":
             break
     proc.send_signal(signal.SIGTERM)
     _, rest = proc.communicate(timeout=30)
@@ -175,6 +177,7 @@ def test_worker_starts_catches_up_and_stops_cleanly_on_sigterm(tmp_path) -> None
     assert proc.returncode == 0
     events = [l["event"] for l in lines]
     assert events[0] == "worker started" and "interest run" in events and events[-1] == "worker stopped"
+    assert "sweep run" in events and "projections run" in events
     run = next(l for l in lines if l["event"] == "interest run")
     assert run["accounts"] == 2 and run["complete"] is True
     assert run["charges"] == len(charged(url)) > 2 * 24 * 200  # every hour since March

@@ -13,10 +13,11 @@ import signal
 import sys
 import threading
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from ledger.app import LedgerApp
 from ledger.render import rfc3339
@@ -25,6 +26,7 @@ from workers.sweep import run_sweep
 
 log = logging.getLogger("ledger.worker")
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+PROJECTIONS_EVERY = 5  # seconds between projection catch-ups
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,9 +52,10 @@ def setup_logging() -> None:
 class Jobs:
     """The scheduled jobs, each callable with the time it stands for (tests pass a fake one)."""
 
-    def __init__(self, app: LedgerApp, stopping: threading.Event) -> None:
+    def __init__(self, app: LedgerApp, stopping: threading.Event, views: Any = None) -> None:
         self.app = app
         self.stopping = stopping
+        self.views = views  # a projections.sql.ViewDatabase, or None: no projection job
 
     def interest(self, run_at: datetime) -> None:
         run = run_interest(self.app, run_at, stop=self.stopping.is_set)
@@ -71,6 +74,14 @@ class Jobs:
             "skipped": len(run.skipped), "already_swept": run.already_swept, "complete": run.complete}})
 
 
+    def projections(self) -> None:
+        from projections import runner
+
+        applied = runner.run(self.app, self.views, stop=self.stopping.is_set)
+        if applied:
+            log.info("projections run", extra={"fields": {"events": applied}})
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -81,15 +92,18 @@ def build_scheduler(jobs: Jobs, clock: Callable[[], datetime] = now) -> Backgrou
                       id="interest", name="hourly interest")
     scheduler.add_job(lambda: jobs.sweep(clock()), CronTrigger(minute="*/5", timezone=timezone.utc),
                       id="sweep", name="5-minute sweep")
+    if jobs.views is not None:
+        scheduler.add_job(jobs.projections, IntervalTrigger(seconds=PROJECTIONS_EVERY, timezone=timezone.utc),
+                          id="projections", name="read models kept current")
     return scheduler
 
 
-def run_worker(app: LedgerApp) -> None:
+def run_worker(app: LedgerApp, views: Any = None) -> None:
     """Catch up at once, then run on schedule until SIGTERM or SIGINT.  The main thread only
     waits; jobs run in the scheduler's thread and see ``stopping`` between batches."""
     setup_logging()
     stopping = threading.Event()
-    jobs = Jobs(app, stopping)
+    jobs = Jobs(app, stopping, views)
     scheduler = build_scheduler(jobs)
 
     received: list[str] = []
@@ -104,6 +118,8 @@ def run_worker(app: LedgerApp) -> None:
     log.info("worker started", extra={"fields": {"jobs": [j.id for j in scheduler.get_jobs()]}})
     jobs.interest(now())  # catch up through the store after any downtime
     jobs.sweep(now())  # then sweep the latest mark (earlier marks would act on today's state)
+    if views is not None:
+        jobs.projections()  # and bring the read models up to date
     if not stopping.is_set():
         scheduler.start()
         stopping.wait()
