@@ -144,3 +144,27 @@ def test_four_concurrent_apply_processes_lose_nothing(tmp_path: Path) -> None:
     shown = json.loads(run(url, "account", "show", "shared", "--json").stdout)
     assert shown["wallets"]["spot"] == {"USDT": "200"}
     assert len(json.loads(run(url, "history", "shared", "--type", "Deposited", "--json").stdout)) == 200
+
+
+def test_projections_follow_keeps_views_current_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """Issue 6: `ledger projections run --follow` picks up new events and exits 0 on SIGTERM."""
+    import signal
+    import time
+
+    db = f"sqlite:///{tmp_path / 'follow.db'}"
+    run(db, "apply", str(write_lines(tmp_path / "a.jsonl", GOOD_AND_BAD[:2])))
+    proc = subprocess.Popen([sys.executable, "-m", "entrypoints", "--db", db, "projections", "run", "--follow", "--every", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        before = json.loads(run(db, "projections", "status", "--json").stdout)[0]["head"]
+        run(db, "apply", "-", input=json.dumps(GOOD_AND_BAD[6]) + "\n")  # a withdrawal after the runner started
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            views = json.loads(run(db, "projections", "status", "--json").stdout)
+            if all(v["lag"] == 0 for v in views) and views[0]["head"] == before + 1:
+                break
+            time.sleep(0.1)
+        assert all(v["lag"] == 0 and v["position"] == before + 1 for v in views)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
