@@ -2,9 +2,10 @@
 
 A pull loop serves both stores (SQLite recorders cannot ``subscribe()``; on PostgreSQL the
 same loop is simpler than a subscription and as exact).  Each batch of notifications is
-applied in one transaction together with the move of every view's tracking position, and
-that move is conditional on the position read at the start: if another runner got there
-first, the update touches no row and the whole batch rolls back.  A notification is
+applied in one transaction together with the move of every view's tracking position.  The
+position is read inside that transaction with the tracking rows locked, so a second runner
+waits and then starts after this batch; the move is also conditional on the position read,
+so if the views moved anyway the update touches no row and the whole batch rolls back.  A notification is
 therefore applied once, a batch killed mid-way leaves nothing, and the next run resumes from
 the saved position.  Notification ids are gap-free in commit order here: eventsourcing's
 PostgreSQL recorder takes an exclusive table lock per insert, SQLite has one writer.
@@ -37,19 +38,22 @@ class Status:
         return self.head - self.position
 
 
-def position(db: ViewDatabase) -> int:
-    rows = db.rows("SELECT MIN(position) FROM view_tracking")
-    return int(rows[0][0] or 0)
+def position(db: ViewDatabase, lock: bool = False) -> int:
+    """The views' position; with ``lock``, other runners wait until this transaction ends
+    (PostgreSQL row locks; SQLite's BEGIN IMMEDIATE already holds the write lock)."""
+    suffix = " FOR UPDATE" if lock and db.postgres else ""
+    rows = db.rows("SELECT position FROM view_tracking" + suffix)
+    return min((int(r[0]) for r in rows), default=0)
 
 
 def run_batch(app: LedgerApp, db: ViewDatabase, limit: int = BATCH_EVENTS,
               fail_after: Callable[[int], None] = lambda n: None) -> int:
     """Apply the next ≤ ``limit`` notifications; return how many were applied."""
-    start = position(db)
-    notifications = app.recorder.select_notifications(start=start + 1, limit=limit)
-    if not notifications:
-        return 0
     with db.transaction():
+        start = position(db, lock=True)  # read inside the transaction: a second runner waits here
+        notifications = app.recorder.select_notifications(start=start + 1, limit=limit)
+        if not notifications:
+            return 0
         for count, n in enumerate(notifications, 1):
             views.apply_event(db, n.id, n.originator_id, app.mapper.to_domain_event(n))
             fail_after(count)
