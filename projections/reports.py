@@ -66,7 +66,8 @@ def select(kind: str, since: datetime | None = None, until: datetime | None = No
     if currency and "currency" in report.columns:
         where.append("currency = ?")
         params.append(currency)
-    order = "account, currency" if kind == "borrowers" else "position"
+    # time order (a batch stores its events account by account, so position alone is not)
+    order = "account, currency" if kind == "borrowers" else f"{report.time_column}, position"
     sql = f"SELECT {', '.join(report.columns)} FROM {report.table}"
     if where:
         sql += " WHERE " + " AND ".join(where)

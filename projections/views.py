@@ -7,6 +7,7 @@ SQLite).  Every view advances with the others in one transaction (see runner.py)
 from __future__ import annotations
 
 import json
+from datetime import timezone
 from decimal import Decimal
 from typing import Any
 
@@ -56,7 +57,7 @@ def drop(db: ViewDatabase) -> None:
 
 def stamp(at: Any) -> str:
     """Fixed-width UTC text, so that text order is time order in SQL (``--since``/``--until``)."""
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # --- balances ---------------------------------------------------------------------------------
