@@ -7,7 +7,7 @@ import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -61,6 +61,20 @@ def opened(url: Optional[str] = None) -> Iterator[LedgerApp]:
         yield app
     finally:
         app.close()
+
+
+T = TypeVar("T")
+
+
+def with_progress(label: str, quiet: bool, work: Callable[[Optional[Callable[[int, int], None]]], T]) -> T:
+    """Run ``work`` with a progress bar on standard error for people, or quietly."""
+    if quiet:
+        return work(None)
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        return work(lambda done, total: bar.update(task, completed=done, total=total))
 
 
 def parse_time(value: Optional[str], option: str) -> Optional[datetime]:
@@ -242,18 +256,11 @@ def interest_run(
     as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
 ) -> None:
     """Charge every hour ≤ T not yet charged, exactly once; the events carry at = T."""
-    from rich.progress import Progress
-
     from workers.interest import run_interest
 
     run_at = parse_time(hour, "--hour") or utcnow()
     with opened() as app:
-        if as_json:
-            run = run_interest(app, run_at)
-        else:
-            with Progress(console=Console(stderr=True), transient=True) as bar:
-                task = bar.add_task("charging interest", total=None)
-                run = run_interest(app, run_at, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        run = with_progress("charging interest", as_json, lambda progress: run_interest(app, run_at, progress=progress))
     charges = [plain(vars(c)) for c in run.charges]
     if as_json:
         print(json.dumps({"at": rfc3339(run_at), "charges": charges,
@@ -276,18 +283,11 @@ def repayment_run(
     as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
 ) -> None:
     """Sweep the last 5-minute mark ≤ T once: forced repayment (quota, platform), liquidation, alerts."""
-    from rich.progress import Progress
-
     from workers.sweep import run_sweep
 
     run_at = parse_time(at, "--at") or utcnow()
     with opened() as app:
-        if as_json:
-            run = run_sweep(app, run_at)
-        else:
-            with Progress(console=Console(stderr=True), transient=True) as bar:
-                task = bar.add_task("sweeping", total=None)
-                run = run_sweep(app, run_at, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        run = with_progress("sweeping", as_json, lambda progress: run_sweep(app, run_at, progress=progress))
     if as_json:
         print(json.dumps({"at": rfc3339(run_at), "mark": rfc3339(run.mark), "actions": plain(run.actions),
                           "skipped": run.skipped, "already_swept": run.already_swept}, indent=2))
@@ -348,15 +348,9 @@ def views_of(app: LedgerApp) -> Iterator[Any]:
 
 
 def catch_up(app: LedgerApp, db: Any, quiet: bool) -> int:
-    from rich.progress import Progress
-
     from projections import runner
 
-    if quiet:
-        return runner.run(app, db)
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("projecting events", total=None)
-        return runner.run(app, db, progress=lambda done, head: bar.update(task, completed=done, total=head))
+    return with_progress("projecting events", quiet, lambda progress: runner.run(app, db, progress=progress))
 
 
 @projections_cli.command("run")

@@ -20,6 +20,7 @@ from ledger.indexes import RunLog
 from ledger.interest import Charge, charge_hours, floor_hour
 from ledger.platform import Platform
 from ledger.unit_of_work import UnitOfWork
+from workers.batching import Batches
 
 BATCH_ACCOUNTS = int(os.environ.get("LEDGER_INTEREST_BATCH_ACCOUNTS", "500"))  # accounts per transaction
 
@@ -77,20 +78,13 @@ def run_interest(
         uow.commit()
         return {"ok": True, "charges": charges}
 
-    done = 0
-    for start in range(0, len(accounts), BATCH_ACCOUNTS):
-        if stop():
-            run.complete = False
-            break
-        batch = accounts[start:start + BATCH_ACCOUNTS]
-        for result in app.transact(batch, step):
-            if result["ok"]:
-                run.charges.extend(result["charges"])
-            else:
-                run.skipped.append({"account": result.get("account", ""), **result["error"]})
-        done += len(batch)
-        if progress:
-            progress(done, len(accounts))
+    batches = Batches(app, accounts, step, BATCH_ACCOUNTS, stop, progress)
+    for result in batches:
+        if result["ok"]:
+            run.charges.extend(result["charges"])
+        else:
+            run.skipped.append({"account": result.get("account", ""), **result["error"]})
+    run.complete = batches.complete
     record_summary(app, run)
     return run
 

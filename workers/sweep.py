@@ -24,6 +24,7 @@ from ledger.indexes import RunLog
 from ledger.platform import QUOTE
 from ledger.sweep import Actions, platform_excess, sweep_account
 from ledger.unit_of_work import UnitOfWork
+from workers.batching import Batches
 
 EVERY = timedelta(minutes=5)
 BATCH_ACCOUNTS = int(os.environ.get("LEDGER_SWEEP_BATCH_ACCOUNTS", "500"))  # accounts per transaction
@@ -82,30 +83,19 @@ def run_sweep(
         uow.commit()
         return {"ok": True, "account": account, "actions": actions.items, "owed": acct.liabilities()}
 
-    for done, result in batches(app, accounts, per_account, stop, progress, run):
+    first_pass = Batches(app, accounts, per_account, BATCH_ACCOUNTS, stop, progress)
+    for result in first_pass:
         if result["ok"]:
             run.actions.extend(result["actions"])
             owed[result["account"]] = result["owed"]
         else:
             run.skipped.append({"account": result["account"], **result["error"]})
+    run.complete = first_pass.complete
     if run.complete:
         platform_pass(app, run, owed, stop)
     if run.complete:
         record_summary(app, run)
     return run
-
-
-def batches(app: LedgerApp, accounts: list[str], step: Callable[[UnitOfWork, str], dict[str, Any]],
-            stop: Callable[[], bool], progress: Callable[[int, int], None] | None, run: SweepRun):  # type: ignore[no-untyped-def]
-    for start in range(0, len(accounts), BATCH_ACCOUNTS):
-        if stop():
-            run.complete = False
-            return
-        batch = accounts[start:start + BATCH_ACCOUNTS]
-        for result in app.transact(batch, step):
-            yield start, result
-        if progress:
-            progress(min(start + BATCH_ACCOUNTS, len(accounts)), len(accounts))
 
 
 def platform_pass(app: LedgerApp, run: SweepRun, owed: dict[str, dict[str, Decimal]], stop: Callable[[], bool]) -> None:
@@ -126,8 +116,10 @@ def platform_pass(app: LedgerApp, run: SweepRun, owed: dict[str, dict[str, Decim
             uow.commit()
             return {"ok": True, "account": account, "actions": actions.items}
 
-        for _, result in batches(app, borrowers, repay_share, stop, None, run):
+        second_pass = Batches(app, borrowers, repay_share, BATCH_ACCOUNTS, stop)
+        for result in second_pass:
             run.actions.extend(result["actions"])
+        run.complete = run.complete and second_pass.complete
 
 
 def record_summary(app: LedgerApp, run: SweepRun) -> None:

@@ -1,0 +1,30 @@
+"""Accounts in batches, one transaction each, for the scheduled jobs."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from ledger.app import LedgerApp
+from ledger.unit_of_work import UnitOfWork
+
+Step = Callable[[UnitOfWork, str], dict[str, Any]]
+
+
+class Batches:
+    """Iterate ``step``'s results over ``accounts``, ``size`` accounts per transaction.
+    ``stop`` is asked between batches; ``complete`` says whether every batch ran."""
+
+    def __init__(self, app: LedgerApp, accounts: list[str], step: Step, size: int,
+                 stop: Callable[[], bool] = lambda: False,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        self.app, self.accounts, self.step, self.size = app, accounts, step, size
+        self.stop, self.progress = stop, progress
+        self.complete = True
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(self.accounts), self.size):
+            if self.stop():
+                self.complete = False
+                return
+            yield from self.app.transact(self.accounts[start:start + self.size], self.step)
+            if self.progress:
+                self.progress(min(start + self.size, len(self.accounts)), len(self.accounts))
