@@ -158,4 +158,4 @@ def _fill_futures(acct: Account, cmd: FillOrder, order: dict, places: int,
     acct.order_filled(cmd.order_id, cmd.qty, cmd.price, cmd.fee, cash, released,
                       [new_qty, new_entry], realized, at)
     if unified:
-        acct.settle_futures(platform, at, gain=max(realized, ZERO), fee=cmd.fee)
+        acct.settle_futures(platform, at, gain=max(realized - cmd.fee, ZERO), fee=cmd.fee)  # R1: what came in, net

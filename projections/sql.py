@@ -66,5 +66,10 @@ class ViewDatabase:
     def _value(value: Any) -> Any:
         return value
 
+    def table_exists_sql(self) -> str:
+        if self.postgres:
+            return "SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_schema = current_schema()"
+        return "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+
     def close(self) -> None:
         self._conn.close()

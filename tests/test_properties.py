@@ -22,7 +22,11 @@ P6  F1/F6: NAV == Σ price_c × (cash_c − liab_c) + UPL exactly, equity per cu
     each ``Borrowed`` / ``Repaid`` moves cash and liability by the same amount (equity of
     the currency unchanged).  After an accepted manual borrow or payout IM ≤ AE (B2, W2).
 P7  B2/O2: a liability above the personal quota was pushed there only by a fill or a
-    set_price (the facts that may borrow past the limit).
+    set_price (the facts that may borrow past the limit); all accounts together likewise
+    for the platform limit.
+P8  B2/B3: borrowing exactly the ``borrowable`` the account view shows is accepted; one
+    tick (or one unit) more is refused with ``borrow_limit_exceeded`` /
+    ``platform_limit_exceeded``.
 
 Run on SQLite and on PostgreSQL (one fresh store per example).
 """

@@ -75,11 +75,13 @@ class Jobs:
 
 
     def projections(self) -> None:
-        from projections import runner
+        """Seal new events into the audit chain, then bring the read models up to date."""
+        from projections import audit, runner
 
+        sealed = audit.seal(self.app, self.views)
         applied = runner.run(self.app, self.views, stop=self.stopping.is_set)
-        if applied:
-            log.info("projections run", extra={"fields": {"events": applied}})
+        if applied or sealed:
+            log.info("projections run", extra={"fields": {"events": applied, "sealed": sealed}})
 
 
 def now() -> datetime:
