@@ -452,7 +452,7 @@ def audit_seal() -> None:
 
     with opened() as app, views_of(app) as db:
         sealed = audit.seal(app, db)
-        out.print(f"sealed {sealed} events; head {audit.digest(db)}")
+        print(f"sealed {sealed} events; head {audit.digest(db)}")
 
 
 @audit_cli.command("digest")
@@ -471,7 +471,12 @@ def audit_verify(
     as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
 ) -> None:
     """Tamper, replay, double-entry, read-model and interest checks; exit 1 on any finding."""
+    import re
+
     from projections import audit
+
+    if digest is not None and not re.fullmatch(r"[0-9]+:[0-9a-f]{64}", digest):
+        fail(f"--digest: {digest!r} is not POSITION:LINK as `ledger audit digest` prints it")
 
     with opened() as app, views_of(app) as db:
         audit.seal(app, db)
@@ -523,7 +528,7 @@ def audit_export(
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     with opened() as app, views_of(app) as db:
         audit.seal(app, db)
-        rows = list(audit.export(app, db, start, end))
+        rows = audit.export(app, db, start, end)
     if fmt_ == "jsonl":
         for row in rows:
             print(json.dumps(row))
