@@ -209,7 +209,8 @@ def check_replay(result: Verification, app: LedgerApp, states: dict[str, Any]) -
 
 
 def check_views(result: Verification, db: ViewDatabase, states: dict[str, Any], head_position: int) -> None:
-    """The balances read model equals the accounts (when the store has views)."""
+    """The balances and platform-totals read models equal the accounts and pools (when the
+    store has views)."""
     if not db.rows(db.table_exists_sql(), ["view_tracking"]):
         return
     position = db.rows("SELECT MIN(position) FROM view_tracking")[0][0] or 0
@@ -217,14 +218,22 @@ def check_views(result: Verification, db: ViewDatabase, states: dict[str, Any], 
         result.find("read_model", f"the views are at {position}, the log at {head_position}")
         return
     rows = db.rows("SELECT account, currency, cash, liability, upl_liability FROM view_balances")
+    zero = (Decimal(0),) * 3
     view = {(a, c): tuple(Decimal(str(v)) for v in vals) for a, c, *vals in rows}
-    for key, agg in states.items():
+    accounts: dict[tuple[str, str], tuple[Decimal, ...]] = {}
+    for agg in states.values():
         if isinstance(agg, Account):
             for currency in set(agg.liabilities()) | {c for w in agg.wallets.values() for c in w}:
                 cash = sum((w.get(currency, Decimal(0)) for w in agg.wallets.values()), Decimal(0))
-                want = (cash, agg.liability(currency), agg.upl_liability.get(currency, Decimal(0)))
-                if view.get((agg.account, currency), (Decimal(0),) * 3) != want:
-                    result.find("read_model", f"view_balances {agg.account} {currency} differs from the account")
+                accounts[(agg.account, currency)] = (cash, agg.liability(currency), agg.upl_liability.get(currency, Decimal(0)))
+    for key in sorted(set(view) | set(accounts)):  # rows no account has must be zero too
+        if view.get(key, zero) != accounts.get(key, zero):
+            result.find("read_model", f"view_balances {key[0]} {key[1]} differs from the account")
+    totals = {c: Decimal(str(v)) for c, v in db.rows("SELECT currency, outstanding FROM view_platform_totals")}
+    pools = {agg.currency: agg.outstanding for key, agg in states.items() if key.startswith("pool/")}
+    for currency in sorted(set(totals) | set(pools)):
+        if totals.get(currency, Decimal(0)) != pools.get(currency, Decimal(0)):
+            result.find("read_model", f"view_platform_totals {currency} differs from the lending pool")
 
 
 def normal(value: Any) -> Any:
