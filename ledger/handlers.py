@@ -42,11 +42,12 @@ def execute(uow: UnitOfWork, cmd: c.Command, at: datetime) -> None:
     HANDLERS[type(cmd)](uow, cmd, at)
 
 
-def required_permission(cmd: c.Command) -> str | None:
-    if isinstance(cmd, (c.PlaceOrder,)):
+def required_permission(cmd: c.Command, acct: Account) -> str | None:
+    """M9: the permission a key needs for ``cmd`` on ``acct``; None: no key may do it."""
+    if isinstance(cmd, c.PlaceOrder):
         return cmd.market
     if isinstance(cmd, (c.CancelOrder, c.FillOrder)):
-        return None  # decided by the order's market, see check_api_key
+        return acct.open_order(cmd.order_id)["market"]
     return PERMISSIONS.get(type(cmd))
 
 
@@ -63,9 +64,7 @@ def check_api_key(uow: UnitOfWork, cmd: c.Command) -> None:
         raise LedgerError("api_key_wrong_account", f"API key {key.key_id} belongs to {key.account}, not {owner}")
     acct = uow.account(key.account)
     permissions = acct.api_keys[key.key_id]["permissions"]
-    needed = required_permission(cmd)
-    if isinstance(cmd, (c.CancelOrder, c.FillOrder)):
-        needed = acct.open_order(cmd.order_id)["market"]
+    needed = required_permission(cmd, acct)
     if needed is None or needed not in permissions:
         raise LedgerError("api_key_forbidden", f"API key {key.key_id} may not {cmd.type.replace('_', ' ')}")
     if acct.mode == UNIFIED and not acct.api_keys[key.key_id]["unified"]:
