@@ -15,6 +15,14 @@ def store_env(request: pytest.FixtureRequest, tmp_path) -> dict[str, str]:  # ty
     return pg.env(pg.new_schema())
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """A store URL for tests that drive the command line: a SQLite file, or a fresh database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cli.db'}"
+    return pg.new_database()
+
+
 @pytest.fixture
 def ledger(store_env: dict[str, str]):  # type: ignore[no-untyped-def]
     book = Ledger(store_env)

@@ -101,3 +101,12 @@ class Ledger:
 
 
 D = Decimal
+
+
+def ledger_cli(db_url: str, *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+    """Run the `ledger` command line in-process on the store at ``db_url``."""
+    from typer.testing import CliRunner
+
+    from entrypoints.cli import cli
+
+    return CliRunner().invoke(cli, ["--db", db_url, *args], input=input)

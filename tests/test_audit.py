@@ -42,9 +42,7 @@ from typing import Any, Iterator
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from entrypoints.cli import cli
 from ledger.account import UNIFIED, Account
 from ledger.app import LedgerApp
 from ledger.postings import postings, unbalanced
@@ -52,7 +50,7 @@ from ledger.store import persistence_env
 from projections import audit
 from projections.sql import ViewDatabase
 from tests import pg
-from tests.helpers import T0, Ledger, at
+from tests.helpers import ledger_cli, T0, Ledger, at
 from tests.test_projections import History
 from workers.interest import run_interest
 from workers.sweep import run_sweep
@@ -63,7 +61,6 @@ SEC = timedelta(seconds=1)
 MIN = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 GENESIS = "0" * 64
-cli_runner = CliRunner()
 
 
 def rfc(at: datetime) -> str:
@@ -75,17 +72,6 @@ def m(minutes: float) -> datetime:
 
 
 # --- the store, through the CLI and through raw SQL -------------------------------------------------
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'audit.db'}"
-    return pg.new_database()
-
-
-def ledger_cli(db_url: str, *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
-    return cli_runner.invoke(cli, ["--db", db_url, *args], input=input)
-
-
 def apply_ok(db_url: str, cmds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     result = ledger_cli(db_url, "apply", "-", input="".join(json.dumps(c) + "\n" for c in cmds))
     answers = [json.loads(line) for line in result.stdout.splitlines()]

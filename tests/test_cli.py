@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from entrypoints.cli import cli
 from tests import pg
+from tests.helpers import ledger_cli as run
 
 runner = CliRunner()
 
@@ -28,17 +29,6 @@ GOOD_AND_BAD = [
 def write_lines(path: Path, items: list) -> Path:
     path.write_text("".join((i if isinstance(i, str) else json.dumps(i)) + "\n" for i in items))
     return path
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'cli.db'}"
-    return pg.new_database()
-
-
-def run(db_url: str, *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
-    return runner.invoke(cli, ["--db", db_url, *args], input=input)
 
 
 def test_apply_answers_every_line_and_bad_lines_leave_nothing(db_url: str, tmp_path: Path) -> None:

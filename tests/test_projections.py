@@ -47,7 +47,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -55,16 +55,14 @@ from typing import Any, Iterator
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from entrypoints.cli import cli
 from ledger.account import UNIFIED
 from ledger.app import LedgerApp
 from projections import reports, runner, views
 from projections.sql import ViewDatabase
 from projections.views import stamp
 from tests import pg
-from tests.helpers import D, T0, Ledger
+from tests.helpers import ledger_cli, D, T0, Ledger
 from workers.interest import run_interest
 from workers.sweep import run_sweep
 
@@ -712,18 +710,6 @@ def test_report_filters_select_exactly_the_expected_rows(ledger: Ledger, db: Vie
 
 
 # --- V6: the command line ------------------------------------------------------------------------------
-cli_runner = CliRunner()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'cli.db'}"
-    return pg.new_database()
-
-
-def ledger_cli(db_url: str, *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
-    return cli_runner.invoke(cli, ["--db", db_url, *args], input=input)
 
 
 def cli_world(db_url: str) -> None:
