@@ -45,6 +45,24 @@ def rejected(error: LedgerError) -> Result:
     return {"ok": False, "error": error.as_dict()}
 
 
+ACCOUNT_FIELDS = ("account", "from_account", "to_account", "parent")
+
+
+def referenced(objs: list[Any]) -> list[str]:
+    """The aggregates a batch of raw commands names (accounts, command records): loading
+    them together is one round trip.  Ids of invalid commands are harmless here: they are
+    looked up, found missing, and the command is rejected later as usual."""
+    keys: dict[str, None] = {}
+    for obj in objs:
+        if isinstance(obj, dict):
+            for name in ACCOUNT_FIELDS:
+                if isinstance(obj.get(name), str):
+                    keys[account_key(obj[name])] = None
+            if isinstance(obj.get("command_id"), str):
+                keys[f"command/{obj['command_id']}"] = None
+    return list(keys)
+
+
 def digest(obj: Mapping[str, Any]) -> str:
     """T2: the content a command_id stands for (everything but the id itself)."""
     content = {k: v for k, v in obj.items() if k != "command_id"}
@@ -53,11 +71,27 @@ def digest(obj: Mapping[str, Any]) -> str:
 
 
 class LedgerRepository(Repository[str]):
-    """Loads aggregates with ``replay`` (see ledger.base)."""
+    """Loads aggregates with ``replay`` (see ledger.base), one or many at a time."""
 
     def get(self, aggregate_id: str, **kwargs: Any) -> Any:
         kwargs.setdefault("projector_func", replay)
         return super().get(aggregate_id, **kwargs)
+
+    def get_many(self, ids: list[str]) -> dict[str, Any]:
+        """Each id's aggregate, or None where it has no events.  A store from ``stores/``
+        reads hundreds of aggregates in one query; any other loads them one by one."""
+        select_many = getattr(self.event_store.recorder, "select_many", None)
+        if select_many is None or self.snapshot_store is None:
+            return {i: self._get_or_none(i) for i in ids}
+        stored = select_many(ids)
+        to_event = self.event_store.mapper.to_domain_event
+        return {i: replay(None, map(to_event, stored[i])) if i in stored else None for i in ids}
+
+    def _get_or_none(self, aggregate_id: str) -> Any:
+        try:
+            return self.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
 
 
 class LedgerApp(Application[str]):
@@ -92,18 +126,21 @@ class LedgerApp(Application[str]):
         results: list[Result] = []
         for start in range(0, len(objs), BATCH_SIZE):
             batch = objs[start:start + BATCH_SIZE]
-            results.extend(self.transact(batch, lambda uow, obj: self._execute(uow, obj, now)))
+            results.extend(self.transact(batch, lambda uow, obj: self._execute(uow, obj, now), referenced(batch)))
         return results
 
-    def transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result]) -> list[Result]:
+    def transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
+                 preload: list[str] | None = None) -> list[Result]:
         """Run ``step`` for every item in one unit of work and save it in one transaction.
 
         When another writer saved one of the same aggregates first, everything is recomputed
         from fresh state (a bounded number of times, then item by item): results are only
         returned for what was saved.  Commands without `at` take the clock at each attempt, so
-        a retried command is never older than the writer it lost to (T1)."""
+        a retried command is never older than the writer it lost to (T1).  ``preload`` names
+        aggregates the items will need, read together up front."""
         for attempt in range(MAX_ATTEMPTS):
             uow = UnitOfWork(self.repository)
+            uow.preload(preload or [])
             results = [step(uow, item) for item in items]
             uow.finish()
             dirty = uow.dirty()

@@ -1,7 +1,8 @@
 """``--db URL`` → eventsourcing's persistence settings (SPEC §13).
 
 ``sqlite:///path`` (relative) or ``sqlite:////abs/path``, and
-``postgresql://user:pass@host:port/dbname``.  Anything else is a ``StoreError`` with one
+``postgresql://user:pass@host:port/dbname``.  Each maps to eventsourcing's own store,
+extended in ``stores/`` to read many aggregates in one query.  Anything else is a ``StoreError`` with one
 sentence; the CLI prints it as one line.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ def persistence_env(url: str) -> dict[str, str]:
         if parts.netloc or not path:
             raise StoreError(f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs/path.db")
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "PERSISTENCE_MODULE": "stores.sqlite",
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": "30",
         }
@@ -35,7 +36,7 @@ def persistence_env(url: str) -> dict[str, str]:
         if not parts.hostname or not dbname or "/" in dbname:
             raise StoreError(f"bad PostgreSQL URL {url!r}: use postgresql://user:pass@host:port/dbname")
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": "stores.postgres",
             "POSTGRES_DBNAME": dbname,
             "POSTGRES_HOST": parts.hostname,
             "POSTGRES_PORT": str(port),
@@ -53,3 +54,4 @@ def redact(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@", 1)
     return url
+

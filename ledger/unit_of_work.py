@@ -52,6 +52,14 @@ class UnitOfWork:
                 self._before[key] = (agg.liabilities(), frozenset(agg.positions), bool(agg.interest_due), agg.alerted)
         return agg
 
+    def preload(self, keys: list[str]) -> None:
+        """Load many aggregates at once (a repository with ``get_many``), before they are used."""
+        missing = [k for k in keys if k not in self.loaded]
+        if len(self.loaded) + len(missing) > MAX_AGGREGATES_PER_BATCH:
+            raise RuntimeError("batch too large: split the input into smaller batches")
+        if missing:
+            self.loaded.update(self.repository.get_many(missing))  # type: ignore[attr-defined]
+
     def add(self, agg: A) -> A:
         assert self.loaded.get(agg.id) is None, f"{agg.id} exists"
         self.loaded[agg.id] = agg

@@ -11,7 +11,7 @@ from tests.helpers import Ledger
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_env(request: pytest.FixtureRequest, tmp_path) -> dict[str, str]:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
-        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "ledger.db")}
+        return {"PERSISTENCE_MODULE": "stores.sqlite", "SQLITE_DBNAME": str(tmp_path / "ledger.db")}
     return pg.env(pg.new_schema())
 
 

@@ -59,7 +59,7 @@ def url(schema: str | None = None) -> str:
 
 def env(schema: str) -> dict[str, str]:
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": "stores.postgres",
         "POSTGRES_DBNAME": RUN_DB,
         "POSTGRES_HOST": HOST,
         "POSTGRES_PORT": str(PORT),

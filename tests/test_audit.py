@@ -753,7 +753,7 @@ def test_double_entry_over_generated_histories_sqlite() -> None:
     @given(data=st.data())
     def inner(data: st.DataObject) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            double_entry_example({"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            double_entry_example({"PERSISTENCE_MODULE": "stores.sqlite",
                                   "SQLITE_DBNAME": str(Path(tmp) / "ledger.db")}, data)
 
     inner()

@@ -146,7 +146,7 @@ def assert_rebuild_equals(app: LedgerApp, db: ViewDatabase) -> None:
 def fresh_env(store: str) -> Iterator[dict[str, str]]:
     if store == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
-            yield {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(Path(tmp) / "ledger.db")}
+            yield {"PERSISTENCE_MODULE": "stores.sqlite", "SQLITE_DBNAME": str(Path(tmp) / "ledger.db")}
     else:
         yield pg.env(pg.new_schema())
 

@@ -573,7 +573,7 @@ COMMON = dict(deadline=None, derandomize=not HUNT, print_blob=True,
 @given(data=st.data())
 def test_properties_sqlite(data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        run_example({"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        run_example({"PERSISTENCE_MODULE": "stores.sqlite",
                      "SQLITE_DBNAME": str(Path(tmp) / "ledger.db")}, data)
 
 

@@ -632,7 +632,7 @@ def check_world(env: dict[str, str], plan: dict[str, Any]) -> None:
 @given(plan=world_plan)
 def test_property_limits_hold_after_a_sweep_sqlite(plan: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        check_world({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(Path(folder) / "p.db")}, plan)
+        check_world({"PERSISTENCE_MODULE": "stores.sqlite", "SQLITE_DBNAME": str(Path(folder) / "p.db")}, plan)
 
 
 @pytest.mark.postgres

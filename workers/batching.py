@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
+from ledger.account import account_key
 from ledger.app import LedgerApp
 from ledger.unit_of_work import UnitOfWork
 
@@ -25,6 +26,7 @@ class Batches:
             if self.stop():
                 self.complete = False
                 return
-            yield from self.app.transact(self.accounts[start:start + self.size], self.step)
+            batch = self.accounts[start:start + self.size]
+            yield from self.app.transact(batch, self.step, [account_key(a) for a in batch])
             if self.progress:
                 self.progress(min(start + self.size, len(self.accounts)), len(self.accounts))
