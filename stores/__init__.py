@@ -2,7 +2,8 @@
 
 The repository loads one aggregate with two queries (its latest snapshot, then the events
 after it): a batch of 500 accounts would be 1,000 round trips.  ``select_many`` fetches both
-for hundreds of ids in one statement.  ``ledger.store.persistence_env`` names these modules
+for hundreds of ids in one statement.  Both stores write and read events with orjson
+(``stores.transcoder``), in eventsourcing's own JSON format.  ``ledger.store.persistence_env`` names these modules
 as ``PERSISTENCE_MODULE``; the ledger calls ``recorder.select_many`` when the recorder has it
 and loads one by one otherwise.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from eventsourcing.persistence import StoredEvent
+
+from stores.transcoder import OrjsonTranscoder
 
 SELECT_MANY_CHUNK = 500  # ids per statement
 
@@ -29,3 +32,9 @@ def chunks(ids: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(ids), SELECT_MANY_CHUNK):
         yield ids[start:start + SELECT_MANY_CHUNK]
 
+
+class WithOrjson:
+    """Factory mixin: the orjson transcoder instead of the library's json one."""
+
+    def transcoder(self) -> OrjsonTranscoder:
+        return OrjsonTranscoder()

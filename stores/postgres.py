@@ -6,7 +6,7 @@ from eventsourcing import postgres as base  # a module, not its classes: eventso
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from stores import chunks, group
+from stores import WithOrjson, chunks, group
 
 SELECT_MANY = """
 WITH snap AS (
@@ -41,7 +41,7 @@ class Recorder(base.PostgresApplicationRecorder):
         return found
 
 
-class Factory(base.PostgresFactory):
+class Factory(WithOrjson, base.PostgresFactory):
     application_recorder_class = Recorder
 
     def application_recorder(self) -> Recorder:  # type: ignore[override]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from eventsourcing.persistence import StoredEvent
 from eventsourcing import sqlite as base  # a module, not its classes: eventsourcing expects one factory class here
 
-from stores import chunks, group
+from stores import WithOrjson, chunks, group
 
 SELECT_MANY = """
 WITH ids(id) AS (VALUES {values}),
@@ -35,5 +35,5 @@ class Recorder(base.SQLiteApplicationRecorder):
         return found
 
 
-class Factory(base.SQLiteFactory):
+class Factory(WithOrjson, base.SQLiteFactory):
     application_recorder_class = Recorder

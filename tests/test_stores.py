@@ -4,8 +4,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import pytest
+from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredError
 
 from ledger.app import LedgerApp
+from stores.transcoder import OrjsonTranscoder
 from tests.helpers import Ledger, at
 
 ACCOUNTS = [f"s{n}" for n in range(6)]
@@ -48,3 +51,35 @@ def test_a_plain_eventsourcing_store_loads_one_by_one(tmp_path) -> None:  # type
     app.apply([{"type": "open_account", "account": "a", "at": at()}], lambda: datetime.now(timezone.utc))
     many = app.repository.get_many(["account/a", "account/b"])  # type: ignore[attr-defined]
     assert many["account/a"].account == "a" and many["account/b"] is None
+
+
+SAMPLE = {"amount": Decimal("0.000000012345678901"), "at": datetime(2026, 3, 1, 12, tzinfo=timezone.utc),
+          "wallets": {"spot": {"USDT": Decimal("-1E+3")}}, "log": [[datetime(2026, 3, 1, tzinfo=timezone.utc),
+                                                                   {"USDT": Decimal("7")}]],
+          "name": "ünïcode", "n": 3, "none": None, "flag": True, "empty": {}}
+
+
+def transcoders() -> tuple[JSONTranscoder, OrjsonTranscoder]:
+    app = LedgerApp.__new__(LedgerApp)
+    plain, fast = JSONTranscoder(), OrjsonTranscoder()
+    app.register_transcodings(plain)
+    app.register_transcodings(fast)
+    return plain, fast
+
+
+def test_orjson_bytes_load_with_the_library_transcoder_and_back() -> None:
+    plain, fast = transcoders()
+    assert fast.decode(fast.encode(SAMPLE)) == SAMPLE
+    assert plain.decode(fast.encode(SAMPLE)) == SAMPLE  # events written now load with the stock transcoder
+    assert fast.decode(plain.encode(SAMPLE)) == SAMPLE  # events written before load with orjson
+    assert type(fast.decode(fast.encode(SAMPLE))["at"]) is datetime
+
+
+def test_orjson_transcoder_refuses_unknown_types_and_names() -> None:
+    _, fast = transcoders()
+    with pytest.raises(TranscodingNotRegisteredError):
+        fast.encode({"x": object()})
+    with pytest.raises(TranscodingNotRegisteredError):
+        fast.decode(b'{"_type_": "mystery", "_data_": 1}')
+    assert fast.decode(b'{"_type_": "decimal_str", "other": 1}') == {"_type_": "decimal_str", "other": 1}
+
