@@ -32,6 +32,8 @@ from ledger.unit_of_work import UnitOfWork
 Result = dict[str, Any]
 MAX_ATTEMPTS = 8
 BATCH_SIZE = 500  # commands per transaction
+EVENT_PAGE = 500  # events per read when replaying to an instant
+SNAPSHOT_PAGE = 16  # snapshots per read when looking for the one before an instant
 
 
 def ok(events: list[dict[str, Any]], duplicate: bool = False) -> Result:
@@ -228,13 +230,36 @@ class LedgerApp(Application[str]):
     # --- point in time -------------------------------------------------------------------------
     def state_at(self, key: str, at: datetime) -> Any:
         """An aggregate as it was at instant ``at``, from its events alone (T1 keeps an
-        account's and the platform's events in time order)."""
-        agg = None
-        for e in self.events.get(key):
-            if type(e).__name__ != "PlatformInitialised" and getattr(e, "at", at) > at:
-                break
-            agg = e.mutate(agg)
-        return agg
+        account's and the platform's events in time order): the latest snapshot taken before
+        ``at``, then the events after it up to ``at``, read a page at a time."""
+        agg = self._snapshot_before(key, at)
+        gt = agg.version if agg is not None else None
+        while True:
+            page = list(self.events.get(key, gt=gt, limit=EVENT_PAGE))
+            for e in page:
+                if type(e).__name__ != "PlatformInitialised" and getattr(e, "at", at) > at:
+                    return agg
+                agg = e.mutate(agg)
+            if len(page) < EVENT_PAGE:
+                return agg
+            gt = page[-1].originator_version
+
+    def _snapshot_before(self, key: str, at: datetime) -> Any:
+        """The latest snapshot whose aggregate had no event after ``at`` (every account and
+        platform event sets ``last_at`` to its own ``at``), as an aggregate; None if none."""
+        lte = None
+        while self.snapshots is not None:
+            page = list(self.snapshots.get(key, desc=True, lte=lte, limit=SNAPSHOT_PAGE))
+            for snapshot in page:
+                if "last_at" not in snapshot.state:
+                    return None  # an aggregate without a clock: replay from the start
+                last_at = snapshot.state["last_at"]
+                if last_at is None or last_at <= at:
+                    return snapshot.mutate(None)
+            if len(page) < SNAPSHOT_PAGE:
+                return None
+            lte = page[-1].originator_version - 1
+        return None
 
     def platform_at(self, at: datetime | None) -> Platform:
         found = self.state_at(PLATFORM_ID, at) if at else self.find(PLATFORM_ID)

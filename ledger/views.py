@@ -66,7 +66,8 @@ def account_view(acct: Account, platform: Platform, platform_owed: Callable[[str
         })
         for c in sorted(platform.currencies):
             try:
-                limit = borrow_limit(c, acct.liability(c), acct.vip_level, m, platform, platform_owed(c))
+                owed = platform_owed(c) if platform.platform_limit(c) is not None else ZERO  # B2 needs it only then
+                limit = borrow_limit(c, acct.liability(c), acct.vip_level, m, platform, owed)
             except LedgerError:
                 continue  # no price: nothing can be lent against it
             view["borrowable"][c] = limit.limit

@@ -83,3 +83,33 @@ def test_orjson_transcoder_refuses_unknown_types_and_names() -> None:
         fast.decode(b'{"_type_": "mystery", "_data_": 1}')
     assert fast.decode(b'{"_type_": "decimal_str", "other": 1}') == {"_type_": "decimal_str", "other": 1}
 
+
+def replay_from_the_first_event(app: LedgerApp, key: str, instant: datetime) -> object:
+    agg = None
+    for e in app.events.get(key):
+        if type(e).__name__ != "PlatformInitialised" and e.at > instant:
+            break
+        agg = e.mutate(agg)
+    return agg
+
+
+def test_as_of_from_a_snapshot_equals_replaying_from_the_first_event(ledger: Ledger) -> None:
+    """state_at starts from the latest snapshot before the instant (accounts snapshot every
+    200 events; the platform has none and replays); the result is what a full replay gives."""
+    ledger.open("s")
+    cmds = []
+    for n in range(520):
+        when = at(10 + n // 2)  # two commands per instant: instants on a snapshot's edge
+        cmds.append({"type": "withdraw" if n % 3 == 2 else "deposit", "account": "s", "currency": "USDT",
+                     "amount": "1" if n % 3 == 2 else "5", "at": when})
+        cmds.append({"type": "set_price", "currency": "BTC", "price": str(50_000 + n), "at": when})
+    for start in range(0, len(cmds), 150):
+        ledger.oks(*cmds[start:start + 150])
+    app = ledger.app
+    assert len(list(app.snapshots.get("account/s"))) >= 2
+    t0 = datetime.fromisoformat(at(0))
+    for minutes in [0, 9, 10, 10.5, 11, 99, 100, 100.5, 101, 199, 200, 201, 250.5, 269, 270, 1_000]:
+        instant = t0 + timedelta(minutes=minutes)
+        for key in ("account/s", "platform"):
+            fast, slow = app.state_at(key, instant), replay_from_the_first_event(app, key, instant)
+            assert (fast and vars(fast)) == (slow and vars(slow)), f"{key} at {minutes}"
