@@ -160,12 +160,10 @@ def can_buy(acct: Account, platform: Platform, currency: str) -> bool:
     return any(amount * platform.price(source) >= unit for source, amount in sellable(acct, platform, exclude=currency))
 
 
-def liquidate(acct: Account, platform: Platform, at: datetime, actions: Actions) -> None:
-    """L3: at or above the liquidation level, cancel orders, close positions at mark, then sell
-    and repay until the risk ratio is at or below target or nothing is owed; the rest is bad debt."""
-    m = acct.margin(platform)
-    if not m.liquidatable:
-        return
+def liquidate(acct: Account, platform: Platform, m: Margin, at: datetime, actions: Actions) -> None:
+    """L3: at or above the liquidation level (``m`` is the account's margin now), cancel orders,
+    close positions at mark, then sell and repay until the risk ratio is at or below target or
+    nothing is owed; the rest is bad debt."""
     target = platform.thresholds["target"]
     acct.liquidation_started(shown_ratio(m.risk_ratio), m.adjusted_equity, m.maintenance_margin, at)
     for order_id in sorted(acct.orders):
@@ -208,9 +206,9 @@ def liquidate(acct: Account, platform: Platform, at: datetime, actions: Actions)
                 risk_ratio_after=shown_ratio(after.risk_ratio), bad_debt=bad_debt)
 
 
-def alert(acct: Account, platform: Platform, at: datetime, actions: Actions) -> None:
-    """L4: RiskAlertRaised once per crossing of the alert level (cleared when below it)."""
-    m = acct.margin(platform)
+def alert(acct: Account, platform: Platform, m: Margin, at: datetime, actions: Actions) -> None:
+    """L4: RiskAlertRaised once per crossing of the alert level (cleared when below it);
+    ``m`` is the account's margin now."""
     level = platform.thresholds["alert"]
     above = ratio_at_least(m.maintenance_margin, m.adjusted_equity, level)
     if above and not acct.alerted:
@@ -226,6 +224,9 @@ def sweep_account(acct: Account, platform: Platform, at: datetime) -> Actions:
     if acct.mode != UNIFIED:
         return actions
     quota_excess(acct, platform, at, actions)
-    liquidate(acct, platform, at, actions)
-    alert(acct, platform, at, actions)
+    m = acct.margin(platform)
+    if m.liquidatable:
+        liquidate(acct, platform, m, at, actions)
+        m = acct.margin(platform)
+    alert(acct, platform, m, at, actions)
     return actions
