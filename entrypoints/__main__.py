@@ -1,3 +1,4 @@
 from entrypoints.cli import entry
 
-entry()
+if __name__ == "__main__":  # not when a spawned process re-imports the main module (workers.screen)
+    entry()

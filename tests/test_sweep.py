@@ -683,3 +683,27 @@ def test_repayment_run_cli_json_and_table(tmp_path: Path) -> None:
     assert "mark 2026-03-01T00:10:00Z: 1 accounts examined, 1 actions" in table.stdout
     quiet = runner.invoke(cli, ["--db", db, "repayment", "run", "--at", "2026-03-01T00:12:00Z"])
     assert "mark 2026-03-01T00:10:00Z was swept already: nothing done" in quiet.stdout
+
+
+def test_the_screen_in_processes_acts_as_the_screen_in_process(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """workers.screen: spreading the read-only screen over two processes, in chunks of three
+    accounts, flags the same accounts, so the sweep's events (L1, L2, L3) are the same."""
+    import workers.screen as screen
+
+    other = f"sqlite:///{tmp_path / 'other.db'}" if db_url.startswith("sqlite") else pg.new_database()
+    runs = {}
+    for url, parallel_from in ((db_url, 10**9), (other, 1)):
+        monkeypatch.setattr(screen, "PARALLEL_FROM", parallel_from)
+        monkeypatch.setattr(screen, "PROCESSES", 2)
+        monkeypatch.setattr(screen, "CHUNK_ACCOUNTS", 3)
+        sweep_world(url)
+        app = LedgerApp.open(persistence_env(url))
+        try:
+            runs[url] = run_sweep(app, mark(5) + timedelta(seconds=7))
+        finally:
+            app.close()
+    single, parallel = runs[db_url], runs[other]
+    assert Counter(a["kind"] for a in single.actions) == {"forced_quota": 12, "forced_platform": 6, "liquidation": 2}
+    assert single.actions == parallel.actions
+    assert sweep_record(db_url) == sweep_record(other)
+    assert parallel.complete and single.accounts == parallel.accounts == 14

@@ -2,8 +2,9 @@
 
 Candidates are the accounts that owe (``interest/due``), hold a futures position
 (``holders/*``) or stand alerted (``risk/alerted``, so the alert can clear): only they can
-breach a quota or a risk level.  Pass 1 runs L1, L3 and L4
-per account; pass 2 runs L2 for every currency whose platform total is over its limit,
+breach a quota or a risk level.  A read-only screen (``workers.screen``, over several
+processes when there are many) finds the accounts pass 1 would change; pass 1 runs L1, L3
+and L4 on those, from fresh state, in transactions; pass 2 runs L2 for every currency whose platform total is over its limit,
 largest borrower first (ties by account id), re-reading the platform total inside each
 transaction.  A mark is swept once: a completed mark is recorded in ``runs/sweep`` and a
 second run for it does nothing.  Two sweeps at once act once, because every action changes
@@ -25,6 +26,7 @@ from ledger.platform import QUOTE
 from ledger.sweep import Actions, platform_excess, sweep_account
 from ledger.unit_of_work import UnitOfWork
 from workers.batching import Batches
+from workers.screen import screen
 
 EVERY = timedelta(minutes=5)
 BATCH_ACCOUNTS = int(os.environ.get("LEDGER_SWEEP_BATCH_ACCOUNTS", "500"))  # accounts per transaction
@@ -69,7 +71,8 @@ def run_sweep(
         return run
     accounts = candidates(app)
     run.accounts = len(accounts)
-    owed: dict[str, dict[str, Decimal]] = {}
+    screened = screen(app, accounts, run_at, stop, progress)
+    owed = screened.owed
 
     def per_account(uow: UnitOfWork, account: str) -> dict[str, Any]:
         uow.begin(run_at)
@@ -81,16 +84,18 @@ def run_sweep(
             uow.rollback()
             return {"ok": False, "account": account, "error": error.as_dict()}
         uow.commit()
-        return {"ok": True, "account": account, "actions": actions.items, "owed": acct.liabilities()}
+        limited = uow.platform.platform_limits
+        return {"ok": True, "account": account, "actions": actions.items,
+                "owed": {c: v for c, v in acct.liabilities().items() if c in limited}}
 
-    first_pass = Batches(app, accounts, per_account, BATCH_ACCOUNTS, stop, progress)
+    first_pass = Batches(app, screened.flagged, per_account, BATCH_ACCOUNTS, stop)
     for result in first_pass:
         if result["ok"]:
             run.actions.extend(result["actions"])
             owed[result["account"]] = result["owed"]
         else:
             run.skipped.append({"account": result["account"], **result["error"]})
-    run.complete = first_pass.complete
+    run.complete = screened.complete and first_pass.complete
     if run.complete:
         platform_pass(app, run, owed, stop)
     if run.complete:

@@ -1,0 +1,110 @@
+"""The sweep's read-only first look: which accounts would it change?
+
+Loading and checking every account that owes is most of a sweep; changing them is a few.
+The screen loads accounts a chunk at a time, runs the sweep's own rules on them in memory
+(``ledger.sweep.sweep_account``) and keeps those it would change or that fail, writing
+nothing.  With many accounts the chunks are spread over processes: each opens the store
+itself and only reads, so they never conflict.  The act pass then sweeps the flagged
+accounts in transactions from fresh state, so an account that changed since it was screened
+is judged on its new state; one that changed into breach after its screen waits for the
+next mark, exactly as if it had changed after a one-pass sweep had read it.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Callable
+
+from ledger.account import account_key
+from ledger.app import LedgerApp
+from ledger.errors import LedgerError
+from ledger.sweep import sweep_account
+
+CHUNK_ACCOUNTS = 2_000  # accounts per read (a chunk holds its aggregates in memory)
+PROCESSES = int(os.environ.get("LEDGER_SWEEP_PROCESSES", "0")) or (os.cpu_count() or 1)
+PARALLEL_FROM = int(os.environ.get("LEDGER_SWEEP_PARALLEL_FROM", "20000"))  # accounts
+
+
+@dataclass
+class Screened:
+    flagged: list[str] = field(default_factory=list)  # in the order screened
+    owed: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # the rest: what they owe (L2)
+    complete: bool = True
+
+    def add(self, part: tuple[list[str], dict[str, dict[str, Decimal]]]) -> None:
+        self.flagged.extend(part[0])
+        self.owed.update(part[1])
+
+
+def check(app: LedgerApp, accounts: list[str], run_at: datetime) -> tuple[list[str], dict[str, dict[str, Decimal]]]:
+    """The accounts of ``accounts`` the sweep would change or fail on; for the others, what
+    they owe of each currency that has a platform limit (all L2 needs)."""
+    platform = app.platform()
+    limited = platform.platform_limits
+    loaded = app.repository.get_many([account_key(a) for a in accounts])  # type: ignore[attr-defined]
+    flagged, owed = [], {}
+    for account in accounts:
+        acct = loaded[account_key(account)]
+        try:
+            acct.check_time(run_at)
+            sweep_account(acct, platform, run_at)  # in memory only: never saved
+        except LedgerError:
+            flagged.append(account)  # the act pass reports why
+            continue
+        if acct.pending_count:
+            flagged.append(account)
+        else:
+            liabilities = {c: v for c, v in acct.liabilities().items() if c in limited}
+            if liabilities:
+                owed[account] = liabilities
+    return flagged, owed
+
+
+def screen(app: LedgerApp, accounts: list[str], run_at: datetime,
+           stop: Callable[[], bool] = lambda: False,
+           progress: Callable[[int, int], None] | None = None) -> Screened:
+    """``check`` over every account, in this process or, from PARALLEL_FROM accounts on,
+    in PROCESSES processes.  ``stop`` is asked between chunks."""
+    chunks = [accounts[start:start + CHUNK_ACCOUNTS] for start in range(0, len(accounts), CHUNK_ACCOUNTS)]
+    screened = Screened()
+    if len(accounts) < PARALLEL_FROM or PROCESSES < 2:
+        parts: Any = (check(app, chunk, run_at) for chunk in chunks)
+        return collect(screened, parts, chunks, len(accounts), stop, progress)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited connections
+    with ProcessPoolExecutor(PROCESSES, mp_context=context, initializer=_open, initargs=(dict(app.env),)) as pool:
+        futures: list[Future[Any]] = [pool.submit(_check, chunk, run_at) for chunk in chunks]
+        collect(screened, (f.result() for f in futures), chunks, len(accounts), stop, progress)
+        for future in futures:
+            future.cancel()
+    return screened
+
+
+def collect(screened: Screened, parts: Any, chunks: list[list[str]], total: int,
+            stop: Callable[[], bool], progress: Callable[[int, int], None] | None) -> Screened:
+    done = 0
+    for chunk in chunks:
+        if stop():
+            screened.complete = False
+            break
+        screened.add(next(parts))
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+    return screened
+
+
+_app: LedgerApp | None = None  # one per screening process
+
+
+def _open(env: dict[str, str]) -> None:
+    global _app
+    _app = LedgerApp(env=env)
+
+
+def _check(accounts: list[str], run_at: datetime) -> tuple[list[str], dict[str, dict[str, Decimal]]]:
+    assert _app is not None
+    return check(_app, accounts, run_at)
