@@ -1,6 +1,8 @@
 """eventsourcing's PostgreSQL store with ``select_many`` (see ``stores``)."""
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 from eventsourcing.persistence import StoredEvent
 from eventsourcing import postgres as base  # a module, not its classes: eventsourcing expects one factory class here
 from psycopg.rows import tuple_row
@@ -23,10 +25,34 @@ SELECT originator_id, originator_version, topic, state FROM (
       ON e.originator_id = snap.id AND e.originator_version > COALESCE(snap.version, 0)
 ) rows ORDER BY originator_id, part, originator_version
 """
+SELECT_AFTER = """
+SELECT e.originator_id, e.originator_version, e.topic, e.state
+FROM unnest(%s::text[], %s::bigint[]) AS known(id, version)
+JOIN {schema}.{events} e ON e.originator_id = known.id AND e.originator_version > known.version
+ORDER BY e.originator_id, e.originator_version
+"""
+INSERT_ARRAYS = """
+INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)
+SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bytea[])
+RETURNING notification_id
+"""
 
 
 class Recorder(base.PostgresApplicationRecorder):
     snapshots_table_name = "stored_snapshots"
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any) -> None:
+        """eventsourcing's insert (lock the table, notify, insert returning the notification
+        ids, in order) with the rows sent as four arrays of plain values: psycopg builds the
+        library's array of composite values in Python, a third of a batch's save time."""
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        statement = SQL(INSERT_ARRAYS).format(schema=Identifier(self.datastore.schema),
+                                              table=Identifier(self.events_table_name))
+        curs.execute(statement, [[e.originator_id for e in stored_events],
+                                 [e.originator_version for e in stored_events],
+                                 [e.topic for e in stored_events],
+                                 [e.state for e in stored_events]])
 
     def select_many(self, ids: list[str]) -> dict[str, list[StoredEvent]]:
         """For each id with events: its latest snapshot, if any, then the events after it."""
@@ -37,6 +63,17 @@ class Recorder(base.PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             for chunk in chunks(ids):
                 curs.execute(statement, [chunk])
+                found.update(group(curs.fetchall()))
+        return found
+
+    def select_after(self, versions: dict[str, int]) -> dict[str, list[StoredEvent]]:
+        """For each id: the events after the given version (ids with none are left out)."""
+        statement = SQL(SELECT_AFTER).format(schema=Identifier(self.datastore.schema),
+                                             events=Identifier(self.events_table_name))
+        found: dict[str, list[StoredEvent]] = {}
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            for chunk in chunks(list(versions)):
+                curs.execute(statement, [chunk, [versions[i] for i in chunk]])
                 found.update(group(curs.fetchall()))
         return found
 
