@@ -21,6 +21,7 @@ from eventsourcing.persistence import IntegrityError, InternalError
 
 from ledger.account import Account, account_key
 from ledger.base import replay
+from ledger.cache import AggregateCache
 from ledger.commands import parse_command
 from ledger.errors import LedgerError
 from ledger.handlers import execute
@@ -116,6 +117,10 @@ class LedgerApp(Application[str]):
                 time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
         raise AssertionError("unreachable")
 
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(env=env)
+        self.cache = AggregateCache(self.repository)
+
     def construct_repository(self) -> Repository[str]:
         base = super().construct_repository()
         repository = LedgerRepository.__new__(LedgerRepository)
@@ -154,7 +159,7 @@ class LedgerApp(Application[str]):
         a retried command is never older than the writer it lost to (T1).  ``preload`` names
         aggregates the items will need, read together up front."""
         for attempt in range(MAX_ATTEMPTS):
-            uow = UnitOfWork(self.repository)
+            uow = UnitOfWork(self.repository, self.cache.load)
             uow.preload(preload or [])
             results = [step(uow, item) for item in items]
             uow.finish()
@@ -162,6 +167,7 @@ class LedgerApp(Application[str]):
             try:
                 if dirty:
                     self.save(*dirty)
+                self.cache.keep(uow.loaded.values())
                 return results
             except IntegrityError:
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))

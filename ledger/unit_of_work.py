@@ -26,8 +26,10 @@ MAX_AGGREGATES_PER_BATCH = 50_000  # a bound on what one transaction may hold in
 
 
 class UnitOfWork:
-    def __init__(self, repository: Repository[str]) -> None:
-        self.repository = repository
+    def __init__(self, repository: Repository[str],
+                 load: Callable[[list[str]], dict[str, Any]] | None = None) -> None:
+        self.repository = repository  # for rebuilding after a rejected command
+        self._load = load or repository.get_many  # type: ignore[attr-defined]
         self.loaded: dict[str, LedgerAggregate | None] = {}
         self._marks: dict[str, int] = {}  # pending-event counts at first touch this command
         self._created: set[str] = set()  # ids created by the current command
@@ -39,12 +41,7 @@ class UnitOfWork:
     # --- reaching aggregates -----------------------------------------------------------------
     def find(self, key: str) -> LedgerAggregate | None:
         if key not in self.loaded:
-            if len(self.loaded) >= MAX_AGGREGATES_PER_BATCH:
-                raise RuntimeError("batch too large: split the input into smaller batches")
-            try:
-                self.loaded[key] = self.repository.get(key)
-            except AggregateNotFoundError:
-                self.loaded[key] = None
+            self.preload([key])
         agg = self.loaded[key]
         if agg is not None and key not in self._marks:
             self._marks[key] = agg.pending_count
@@ -53,12 +50,12 @@ class UnitOfWork:
         return agg
 
     def preload(self, keys: list[str]) -> None:
-        """Load many aggregates at once (a repository with ``get_many``), before they are used."""
+        """Load many aggregates at once, before they are used."""
         missing = [k for k in keys if k not in self.loaded]
         if len(self.loaded) + len(missing) > MAX_AGGREGATES_PER_BATCH:
             raise RuntimeError("batch too large: split the input into smaller batches")
         if missing:
-            self.loaded.update(self.repository.get_many(missing))  # type: ignore[attr-defined]
+            self.loaded.update(self._load(missing))
 
     def add(self, agg: A) -> A:
         assert self.loaded.get(agg.id) is None, f"{agg.id} exists"

@@ -18,6 +18,12 @@ SELECT originator_id, originator_version, topic, state FROM (
     FROM snap JOIN {events} e ON e.originator_id = snap.id AND e.originator_version > COALESCE(snap.version, 0)
 ) ORDER BY originator_id, part, originator_version
 """
+SELECT_AFTER = """
+WITH known(id, version) AS (VALUES {values})
+SELECT e.originator_id, e.originator_version, e.topic, e.state
+FROM known JOIN {events} e ON e.originator_id = known.id AND e.originator_version > known.version
+ORDER BY e.originator_id, e.originator_version
+"""
 
 
 class Recorder(base.SQLiteApplicationRecorder):
@@ -31,6 +37,16 @@ class Recorder(base.SQLiteApplicationRecorder):
                 statement = SELECT_MANY.format(values=",".join(["(?)"] * len(chunk)),
                                                events=self.events_table_name, snapshots=self.snapshots_table_name)
                 curs.execute(statement, chunk)
+                found.update(group(tuple(row) for row in curs.fetchall()))
+        return found
+
+    def select_after(self, versions: dict[str, int]) -> dict[str, list[StoredEvent]]:
+        """For each id: the events after the given version (ids with none are left out)."""
+        found: dict[str, list[StoredEvent]] = {}
+        with self.datastore.transaction(commit=False) as curs:
+            for chunk in chunks(list(versions)):
+                statement = SELECT_AFTER.format(values=",".join(["(?,?)"] * len(chunk)), events=self.events_table_name)
+                curs.execute(statement, [value for i in chunk for value in (i, versions[i])])
                 found.update(group(tuple(row) for row in curs.fetchall()))
         return found
 

@@ -113,3 +113,37 @@ def test_as_of_from_a_snapshot_equals_replaying_from_the_first_event(ledger: Led
         for key in ("account/s", "platform"):
             fast, slow = app.state_at(key, instant), replay_from_the_first_event(app, key, instant)
             assert (fast and vars(fast)) == (slow and vars(slow)), f"{key} at {minutes}"
+
+
+def test_the_cache_brings_a_kept_aggregate_up_to_date_with_other_writers(ledger: Ledger) -> None:
+    """ledger.cache: what this process saved is reused, after the events another process
+    added since; a batch that loses its race keeps nothing."""
+    ledger.open("c")
+    deposit = {"type": "deposit", "account": "c", "currency": "USDT", "amount": "1"}
+    ledger.oks({**deposit, "at": at(1)})
+    app = ledger.app
+    assert "account/c" in app.cache._entries
+    other = ledger.reopen()
+    try:
+        other.oks({**deposit, "amount": "2", "at": at(2)})  # another writer: this cache has not seen it
+    finally:
+        other.close()
+    ledger.oks({**deposit, "amount": "4", "at": at(3)})
+    assert ledger.cash("c", "USDT") == 7 and app.cache._entries["account/c"].version == 4
+    assert vars(app.cache._entries["account/c"]) == vars(app.repository.get("account/c"))
+
+
+def test_the_cache_is_bounded_and_keeps_nothing_from_a_batch_that_was_not_saved(ledger: Ledger,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    app = ledger.app
+    app.cache.maxsize = 3
+    for name in "abcde":
+        ledger.open(name)
+    assert len(app.cache) == 3 and list(app.cache._entries)[-1] == "account/e"
+    from eventsourcing.persistence import IntegrityError
+
+    def lose(*_: object) -> None:
+        raise IntegrityError("another writer got there first")
+    monkeypatch.setattr(app, "save", lose)
+    [result] = app.apply([{"type": "deposit", "account": "e", "currency": "USDT", "amount": "1", "at": at(5)}], ledger.now)
+    assert result["error"]["code"] == "conflict" and "account/e" not in app.cache._entries
