@@ -198,9 +198,11 @@ def check_books(result: Verification, books: dict[tuple[str, str], Decimal], sta
 
 
 def check_replay(result: Verification, app: LedgerApp, states: dict[str, Any]) -> None:
-    """Every aggregate as the application loads it (snapshots included) equals its replay;
-    loaded many at a time."""
-    keys = list(states)
+    """Every aggregate as the application loads it from a snapshot equals its replay; loaded
+    many at a time.  One without a snapshot loads by replaying the same events the same way,
+    so it is compared only when the store cannot say which have snapshots."""
+    with_snapshots = app.recorder.snapshot_ids() if hasattr(app.recorder, "snapshot_ids") else set(states)
+    keys = [k for k in states if k in with_snapshots]
     for start in range(0, len(keys), LOAD_MANY):
         chunk = keys[start:start + LOAD_MANY]
         try:

@@ -71,6 +71,13 @@ class Recorder(base.PostgresApplicationRecorder):
                 found.update(group(curs.fetchall()))
         return found
 
+    def snapshot_ids(self) -> set[str]:
+        """The ids that have at least one snapshot."""
+        statement = SQL("SELECT DISTINCT originator_id FROM {schema}.{snapshots}").format(
+            schema=Identifier(self.datastore.schema), snapshots=Identifier(self.snapshots_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            return {row[0] for row in curs.execute(statement)}
+
     def select_after(self, versions: dict[str, int]) -> dict[str, list[StoredEvent]]:
         """For each id: the events after the given version (ids with none are left out)."""
         statement = SQL(SELECT_AFTER).format(schema=Identifier(self.datastore.schema),

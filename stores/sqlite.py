@@ -40,6 +40,12 @@ class Recorder(base.SQLiteApplicationRecorder):
                 found.update(group(tuple(row) for row in curs.fetchall()))
         return found
 
+    def snapshot_ids(self) -> set[str]:
+        """The ids that have at least one snapshot."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(f"SELECT DISTINCT originator_id FROM {self.snapshots_table_name}")
+            return {row[0] for row in curs.fetchall()}
+
     def select_after(self, versions: dict[str, int]) -> dict[str, list[StoredEvent]]:
         """For each id: the events after the given version (ids with none are left out)."""
         found: dict[str, list[StoredEvent]] = {}

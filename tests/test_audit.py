@@ -791,3 +791,24 @@ def test_an_edited_platform_total_is_found(ledger: Ledger) -> None:
     findings = audit.verify(ledger.app, db).findings
     assert [f["kind"] for f in findings] == ["read_model"] and "view_platform_totals USDT" in findings[0]["detail"]
     db.close()
+
+
+def test_a_snapshot_that_differs_from_its_events_is_found(db_url: str) -> None:
+    """verify loads each aggregate that has a snapshot and compares it with the replay of its
+    events: a snapshot edited in the store (here: an account's cash) is a finding."""
+    deposits = [{"type": "deposit", "account": "snap", "currency": "USDT", "amount": "1",
+                 "at": f"2026-03-01T00:{n // 60:02d}:{n % 60:02d}Z"} for n in range(1, 260)]
+    ledger_cli(db_url, "apply", "-", input="\n".join(json.dumps(c) for c in
+               [{"type": "open_account", "account": "snap", "at": "2026-03-01T00:00:00Z"}, *deposits]))
+    code, report = verify(db_url)
+    assert code == 0, report
+    with Raw(db_url) as raw:
+        table = raw.table.replace("_events", "_snapshots") if raw.postgres else "stored_snapshots"
+        [(version, state)] = raw.run(f"SELECT originator_version, state FROM {table} WHERE originator_id = ?",
+                                     ("account/snap",))
+        edited = bytes(state).replace(b'"259"', b'"999"')
+        assert edited != bytes(state)
+        raw.run(f"UPDATE {table} SET state = ? WHERE originator_id = ?", (edited, "account/snap"))
+    code, report = verify(db_url)
+    assert code == 1 and [f["kind"] for f in report["findings"]] == ["replay"], report
+    assert report["findings"][0]["aggregate"] == "account/snap"
