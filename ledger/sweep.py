@@ -78,13 +78,17 @@ def force_repay(acct: Account, currency: str, amount: Decimal, platform: Platfor
     return acct.repay(currency, min(amount, own_cash(acct, currency, platform)), reason, at)
 
 
+def over_quota(acct: Account, platform: Platform) -> dict[str, Decimal]:
+    """L1: each currency where liab_c > quota_c(vip), with the excess."""
+    excess = {c: owed - platform.quota(c, acct.vip_level) for c, owed in sorted(acct.liabilities().items())}
+    return {c: amount for c, amount in excess.items() if amount > 0}
+
+
 def quota_excess(acct: Account, platform: Platform, at: datetime, actions: Actions) -> None:
     """L1: where liab_c > quota_c(vip), repay the excess."""
-    for currency, owed in sorted(acct.liabilities().items()):
-        excess = owed - platform.quota(currency, acct.vip_level)
-        if excess > 0:
-            repaid = force_repay(acct, currency, excess, platform, "forced_quota", at)
-            actions.add("forced_quota", currency=currency, excess=excess, repaid=repaid)
+    for currency, excess in over_quota(acct, platform).items():
+        repaid = force_repay(acct, currency, excess, platform, "forced_quota", at)
+        actions.add("forced_quota", currency=currency, excess=excess, repaid=repaid)
 
 
 def platform_excess(acct: Account, currency: str, excess: Decimal, platform: Platform, at: datetime, actions: Actions) -> Decimal:
@@ -209,13 +213,28 @@ def liquidate(acct: Account, platform: Platform, m: Margin, at: datetime, action
 def alert(acct: Account, platform: Platform, m: Margin, at: datetime, actions: Actions) -> None:
     """L4: RiskAlertRaised once per crossing of the alert level (cleared when below it);
     ``m`` is the account's margin now."""
-    level = platform.thresholds["alert"]
-    above = ratio_at_least(m.maintenance_margin, m.adjusted_equity, level)
+    above = at_alert_level(m, platform)
     if above and not acct.alerted:
         acct.risk_alert_raised(shown_ratio(m.risk_ratio), at)
         actions.add("alert", risk_ratio=shown_ratio(m.risk_ratio))
     elif not above and acct.alerted:
         acct.risk_alert_cleared(shown_ratio(m.risk_ratio) or ZERO, at)
+
+
+def at_alert_level(m: Margin, platform: Platform) -> bool:
+    return ratio_at_least(m.maintenance_margin, m.adjusted_equity, platform.thresholds["alert"])
+
+
+def needs_sweep(acct: Account, platform: Platform) -> bool:
+    """Whether ``sweep_account`` may change the account, by its own tests and without acting:
+    a currency over quota (L1), the liquidation level (L3), or an alert to raise or clear
+    (L4).  False means the sweep leaves the account as it is."""
+    if acct.mode != UNIFIED:
+        return False
+    if over_quota(acct, platform):
+        return True
+    m = acct.margin(platform)
+    return m.liquidatable or at_alert_level(m, platform) != acct.alerted
 
 
 def sweep_account(acct: Account, platform: Platform, at: datetime) -> Actions:

@@ -1,8 +1,8 @@
 """The sweep's read-only first look: which accounts would it change?
 
 Loading and checking every account that owes is most of a sweep; changing them is a few.
-The screen loads accounts a chunk at a time, runs the sweep's own rules on them in memory
-(``ledger.sweep.sweep_account``) and keeps those it would change or that fail, writing
+The screen loads accounts a chunk at a time, asks the sweep's own tests whether it would
+change them (``ledger.sweep.needs_sweep``) and keeps those and any that fail, writing
 nothing.  With many accounts the chunks are spread over processes: each opens the store
 itself and only reads, so they never conflict.  The act pass then sweeps the flagged
 accounts in transactions from fresh state, so an account that changed since it was screened
@@ -22,7 +22,7 @@ from typing import Any, Callable
 from ledger.account import account_key
 from ledger.app import LedgerApp
 from ledger.errors import LedgerError
-from ledger.sweep import sweep_account
+from ledger.sweep import needs_sweep
 
 CHUNK_ACCOUNTS = 2_000  # accounts per read (a chunk holds its aggregates in memory)
 PROCESSES = int(os.environ.get("LEDGER_SWEEP_PROCESSES", "0")) or (os.cpu_count() or 1)
@@ -51,11 +51,11 @@ def check(app: LedgerApp, accounts: list[str], run_at: datetime) -> tuple[list[s
         acct = loaded[account_key(account)]
         try:
             acct.check_time(run_at)
-            sweep_account(acct, platform, run_at)  # in memory only: never saved
+            needed = needs_sweep(acct, platform)
         except LedgerError:
             flagged.append(account)  # the act pass reports why
             continue
-        if acct.pending_count:
+        if needed:
             flagged.append(account)
         else:
             liabilities = {c: v for c, v in acct.liabilities().items() if c in limited}
