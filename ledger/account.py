@@ -62,11 +62,12 @@ class Account(LedgerAggregate):
         self.interest: dict[str, Decimal] = {}  # capitalised interest (I4)
         self.upl_liability: dict[str, Decimal] = {}  # UPL-generated part of principal (B1)
         self.orders: dict[str, dict[str, Any]] = {}
-        self.positions: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (qty, entry)
+        # lists, not tuples, in the state: a snapshot (JSON) gives back lists
+        self.positions: dict[str, list[Decimal]] = {}  # symbol -> [qty, entry]
         # I1: per currency, the first hour not yet charged at which something may be owed,
         # and the liability changes since then (at, currency, liability delta, UPL-tag delta)
         self.interest_due: dict[str, datetime] = {}
-        self.liability_log: list[tuple[datetime, str, Decimal, Decimal]] = []
+        self.liability_log: list[list[Any]] = []  # [at, currency, delta, upl_delta]
         self.closed_until: datetime | None = None  # I6: the last hour charged or settled
         self.alerted = False  # L4: above the alert level at the last sweep
         self.last_at = at
@@ -375,7 +376,7 @@ class Account(LedgerAggregate):
             if not self.liability(currency):
                 return
             self.interest_due[currency] = ceil_hour(at)
-        self.liability_log.append((at, currency, delta, upl_delta))
+        self.liability_log.append([at, currency, delta, upl_delta])
 
     def owed_at(self, currency: str, hour: datetime) -> tuple[Decimal, Decimal]:
         """I1: (liability, UPL-generated part) at the top of ``hour``: today's, less every
@@ -523,7 +524,7 @@ class Account(LedgerAggregate):
         if position is not None:
             qty_after, entry = position
             if qty_after:
-                self.positions[order["symbol"]] = (qty_after, entry)
+                self.positions[order["symbol"]] = [qty_after, entry]
             else:
                 self.positions.pop(order["symbol"], None)
         self.last_at = at

@@ -298,7 +298,7 @@ def test_m5_already_in_mode_before_open_positions_classic(ledger: Ledger) -> Non
     ledger.ok(futures_order("alice", "f1", qty="2"))
     ledger.ok(fill("alice", "f1", "1"))  # half filled: a position and a pending order
     acct = ledger.account("alice")
-    assert acct.positions == {"BTC-USDT": (D(1), D(100))}
+    assert acct.positions == {"BTC-USDT": [D(1), D(100)]}
     assert set(acct.orders) == {"f1"}
     ledger.reject(switch("alice", "classic"), "already_in_mode")
     ledger.reject(switch("alice", "unified"), "open_positions")

@@ -37,7 +37,8 @@ def available(ledger: Ledger, account: str, currency: str, wallet: str | None = 
 
 
 def position(ledger: Ledger, account: str, symbol: str = "BTC-USDT") -> Any:
-    return ledger.account(account).positions.get(symbol)
+    found = ledger.account(account).positions.get(symbol)
+    return tuple(found) if found is not None else None
 
 
 # --- O1 -------------------------------------------------------------------------------------
