@@ -20,6 +20,7 @@ from ledger.money import fmt
 from ledger.render import dumps, event_dict, plain, rfc3339
 from ledger.store import DEFAULT_URL, StoreError, persistence_env, redact
 from ledger.views import account_view
+from workers.gc_tuning import fewer_collections
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="An event-sourced ledger for Unified Trading Accounts.")
 account_cli = typer.Typer(no_args_is_help=True, help="Accounts: show one, list all.")
@@ -119,7 +120,7 @@ def decode(line: str) -> Any:
 def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines commands; - is standard input")) -> None:
     """Apply JSON Lines commands (§12); print one JSON result per line.  Exit 0 all ok, 1 any rejected, 2 unusable input."""
     any_rejected = False
-    with opened() as app:
+    with opened() as app, fewer_collections():
         batch: list[Any] = []
 
         def flush() -> None:

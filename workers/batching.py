@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterator
 from ledger.account import account_key
 from ledger.app import LedgerApp
 from ledger.unit_of_work import UnitOfWork
+from workers.gc_tuning import fewer_collections
 
 Step = Callable[[UnitOfWork, str], dict[str, Any]]
 
@@ -22,6 +23,10 @@ class Batches:
         self.complete = True
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        with fewer_collections():
+            yield from self._batches()
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
         for start in range(0, len(self.accounts), self.size):
             if self.stop():
                 self.complete = False

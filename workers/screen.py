@@ -23,6 +23,7 @@ from ledger.account import account_key
 from ledger.app import LedgerApp
 from ledger.errors import LedgerError
 from ledger.sweep import needs_sweep
+from workers.gc_tuning import fewer_collections
 
 CHUNK_ACCOUNTS = 2_000  # accounts per read (a chunk holds its aggregates in memory)
 PROCESSES = int(os.environ.get("LEDGER_SWEEP_PROCESSES", "0")) or (os.cpu_count() or 1)
@@ -73,7 +74,8 @@ def screen(app: LedgerApp, accounts: list[str], run_at: datetime,
     screened = Screened()
     if len(accounts) < PARALLEL_FROM or PROCESSES < 2:
         parts: Any = (check(app, chunk, run_at) for chunk in chunks)
-        return collect(screened, parts, chunks, len(accounts), stop, progress)
+        with fewer_collections():
+            return collect(screened, parts, chunks, len(accounts), stop, progress)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited connections
     with ProcessPoolExecutor(PROCESSES, mp_context=context, initializer=_open, initargs=(dict(app.env),)) as pool:
         futures: list[Future[Any]] = [pool.submit(_check, chunk, run_at) for chunk in chunks]
@@ -102,9 +104,10 @@ _app: LedgerApp | None = None  # one per screening process
 
 def _open(env: dict[str, str]) -> None:
     global _app
-    _app = LedgerApp(env=env)
+    _app = LedgerApp.open({**env, "CREATE_TABLE": "n"})  # the parent made the tables: no DDL races
 
 
 def _check(accounts: list[str], run_at: datetime) -> tuple[list[str], dict[str, dict[str, Decimal]]]:
     assert _app is not None
-    return check(_app, accounts, run_at)
+    with fewer_collections():
+        return check(_app, accounts, run_at)
