@@ -43,12 +43,12 @@ SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bytea[])
 
 
 def insert_arrays(recorder: base.PostgresAggregateRecorder, curs: Any, stored_events: Sequence[StoredEvent],
-                  returning: bool) -> None:
+                  returning: bool, table: str | None = None) -> None:
     """eventsourcing's insert with the rows sent as four arrays of plain values: the library
     sends an array of a composite type, which psycopg builds as text in Python (a third of a
     batch's save time)."""
     statement = SQL(INSERT_ARRAYS + (" RETURNING notification_id" if returning else "")).format(
-        schema=Identifier(recorder.datastore.schema), table=Identifier(recorder.events_table_name))
+        schema=Identifier(recorder.datastore.schema), table=Identifier(table or recorder.events_table_name))
     curs.execute(statement, [[e.originator_id for e in stored_events],
                              [e.originator_version for e in stored_events],
                              [e.topic for e in stored_events],
@@ -62,6 +62,12 @@ class SnapshotRecorder(base.PostgresAggregateRecorder):
 
 class Recorder(base.PostgresApplicationRecorder):
     snapshots_table_name = "stored_snapshots"
+    inserts_snapshots = True  # LedgerApp.save passes them with the events: one transaction
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        """Before the events, in their transaction: the snapshots passed along."""
+        if kwargs.get("snapshots"):
+            insert_arrays(self, curs, kwargs["snapshots"], returning=False, table=self.snapshots_table_name)
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any) -> None:
         """As eventsourcing's: lock the table, notify, insert returning the notification ids

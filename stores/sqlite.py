@@ -1,6 +1,8 @@
 """eventsourcing's SQLite store with ``select_many`` (see ``stores``)."""
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 from eventsourcing.persistence import StoredEvent
 from eventsourcing import sqlite as base  # a module, not its classes: eventsourcing expects one factory class here
 
@@ -28,6 +30,23 @@ ORDER BY e.originator_id, e.originator_version
 
 class Recorder(base.SQLiteApplicationRecorder):
     snapshots_table_name = "stored_snapshots"  # as SQLiteFactory.aggregate_recorder("snapshots")
+    inserts_snapshots = True  # LedgerApp.save passes them with the events: one transaction
+
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+        """The events in one ``executemany`` (the library inserts them one statement at a
+        time) and the snapshots passed along, in the caller's transaction.  The write lock
+        is held, so the new rows' notification ids are the last ``len(stored_events)``."""
+        c.executemany(f"INSERT INTO {self.events_table_name} (originator_id, originator_version, topic, state) "
+                      "VALUES (?,?,?,?)", [(e.originator_id, e.originator_version, e.topic, e.state) for e in stored_events])
+        snapshots = kwargs.get("snapshots") or []
+        if snapshots:
+            c.executemany(f"INSERT INTO {self.snapshots_table_name} VALUES (?,?,?,?)",
+                          [(e.originator_id, e.originator_version, e.topic, e.state) for e in snapshots])
+        if not stored_events:
+            return []
+        c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
+        last = c.fetchone()[0]
+        return list(range(last - len(stored_events) + 1, last + 1))
 
     def select_many(self, ids: list[str]) -> dict[str, list[StoredEvent]]:
         """For each id with events: its latest snapshot, if any, then the events after it."""
