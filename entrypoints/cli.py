@@ -126,9 +126,9 @@ def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines
         def flush() -> None:
             nonlocal any_rejected
             results = app.apply(batch, utcnow)
-            for result in results:
-                any_rejected |= not result["ok"]
-                print(dumps(result), flush=False)
+            any_rejected |= not all(result["ok"] for result in results)
+            # results are plain data already (ledger.render): one write per batch
+            sys.stdout.write("".join(json.dumps(result, separators=(",", ":")) + "\n" for result in results))
             sys.stdout.flush()
             batch.clear()
 
