@@ -54,9 +54,11 @@ def run_batch(app: LedgerApp, db: ViewDatabase, limit: int = BATCH_EVENTS,
         notifications = app.recorder.select_notifications(start=start + 1, limit=limit)
         if not notifications:
             return 0
+        batch = views.Batch(db)
         for count, n in enumerate(notifications, 1):
-            views.apply_event(db, n.id, n.originator_id, app.mapper.to_domain_event(n))
+            views.apply_event(batch, n.id, n.originator_id, app.mapper.to_domain_event(n))
             fail_after(count)
+        batch.flush()
         moved = db.execute("UPDATE view_tracking SET position = ? WHERE position = ?", [notifications[-1].id, start])
         if moved != len(views.VIEWS):
             raise Superseded(f"views moved past {start} while this batch was applied")

@@ -53,6 +53,15 @@ class ViewDatabase:
         cursor = self._conn.execute(self.sql(statement), [self._param(p) for p in params])
         return cursor.rowcount
 
+    def executemany(self, statement: str, rows: list[Sequence[Any]]) -> None:
+        if rows:
+            params = [[self._param(p) for p in row] for row in rows]
+            if self.postgres:
+                with self._conn.cursor() as cursor:
+                    cursor.executemany(self.sql(statement), params)
+            else:
+                self._conn.executemany(self.sql(statement), params)
+
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cursor = self._conn.execute(self.sql(statement), [self._param(p) for p in params])
         return [tuple(self._value(v) for v in row) for row in cursor.fetchall()]

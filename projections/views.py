@@ -1,6 +1,7 @@
 """The read models (issue 6): SQL tables built from the event log, one row per fact.
 
-Each handler turns one domain event into statements on the views.  Balances are kept per
+Each handler turns one domain event into changes of the views, gathered per batch of events
+(``Batch``) and written together.  Balances are kept per
 (account, currency) over all wallets; money is exact (NUMERIC on PostgreSQL, decimal text on
 SQLite).  Every view advances with the others in one transaction (see runner.py).
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Sequence
 
 from ledger.render import plain
 from projections.sql import ViewDatabase
@@ -90,54 +91,97 @@ def balance_deltas(name: str, e: Any) -> list[Delta]:
     return []  # ModeSwitched and WalletTransferred move money between wallets only
 
 
-def add_balance(db: ViewDatabase, account: str, delta: Delta) -> None:
-    currency, cash, owed, upl = delta
-    row = db.rows("SELECT cash, liability, upl_liability FROM view_balances WHERE account = ? AND currency = ?",
-                  [account, currency])
-    if row:
-        old = [Decimal(str(v)) for v in row[0]]
-        db.execute("UPDATE view_balances SET cash = ?, liability = ?, upl_liability = ? WHERE account = ? AND currency = ?",
-                   [old[0] + cash, old[1] + owed, old[2] + upl, account, currency])
-    else:
-        db.execute("INSERT INTO view_balances (account, currency, cash, liability, upl_liability) VALUES (?, ?, ?, ?, ?)",
-                   [account, currency, cash, owed, upl])
+class Batch:
+    """The view changes of one batch of events, written together: sums per balance and per
+    platform total, and the fact rows in order, each run of one statement in one
+    ``executemany`` (statement by statement, a catch-up made a round trip per event)."""
+
+    def __init__(self, db: ViewDatabase) -> None:
+        self.db = db
+        self.balances: dict[tuple[str, str], list[Decimal]] = {}  # (account, currency) -> deltas
+        self.totals: dict[str, Decimal] = {}  # currency -> outstanding delta
+        self.writes: list[tuple[str, list[Any]]] = []
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        """A statement now, outside the batch's buffers."""
+        return self.db.execute(statement, params)
+
+    def add_balance(self, account: str, delta: Delta) -> None:
+        currency, cash, owed, upl = delta
+        sums = self.balances.setdefault((account, currency), [Z, Z, Z])
+        sums[0] += cash
+        sums[1] += owed
+        sums[2] += upl
+
+    def add_total(self, currency: str, delta: Decimal) -> None:
+        self.totals[currency] = self.totals.get(currency, Z) + delta
+
+    def write(self, statement: str, params: list[Any]) -> None:
+        self.writes.append((statement, params))
+
+    def flush(self) -> None:
+        start = 0
+        for i in range(1, len(self.writes) + 1):
+            if i == len(self.writes) or self.writes[i][0] != self.writes[start][0]:
+                self.db.executemany(self.writes[start][0], [params for _, params in self.writes[start:i]])
+                start = i
+        self._add_rows("view_balances", ("account", "currency"), ("cash", "liability", "upl_liability"),
+                       {key: sums for key, sums in self.balances.items()})
+        self._add_rows("view_platform_totals", ("currency",), ("outstanding",),
+                       {(currency,): [delta] for currency, delta in self.totals.items()})
+        self.writes, self.balances, self.totals = [], {}, {}
+
+    def _add_rows(self, table: str, keys: tuple[str, ...], columns: tuple[str, ...],
+                  deltas: dict[tuple[str, ...], list[Decimal]]) -> None:
+        """Add ``deltas`` to the rows of ``table`` (read, summed in Decimal, written back)."""
+        pending = list(deltas)
+        for start in range(0, len(pending), ROWS_PER_READ):
+            chunk = pending[start:start + ROWS_PER_READ]
+            values = ", ".join(["(" + ", ".join("?" * len(keys)) + ")"] * len(chunk))
+            rows = self.db.rows(f"SELECT {', '.join(keys + columns)} FROM {table} "
+                                f"WHERE ({', '.join(keys)}) IN (VALUES {values})", [k for key in chunk for k in key])
+            old = {tuple(row[:len(keys)]): [Decimal(str(v)) for v in row[len(keys):]] for row in rows}
+            self.db.executemany(
+                f"UPDATE {table} SET {', '.join(c + ' = ?' for c in columns)} WHERE {' AND '.join(k + ' = ?' for k in keys)}",
+                [[a + d for a, d in zip(old[key], deltas[key])] + list(key) for key in chunk if key in old])
+            self.db.executemany(
+                f"INSERT INTO {table} ({', '.join(keys + columns)}) VALUES ({', '.join('?' * (len(keys) + len(columns)))})",
+                [list(key) + deltas[key] for key in chunk if key not in old])
+
+
+ROWS_PER_READ = 400
 
 
 # --- one event ----------------------------------------------------------------------------------
-def apply_event(db: ViewDatabase, position: int, originator_id: str, e: Any) -> None:
+def apply_event(db: Batch, position: int, originator_id: str, e: Any) -> None:
     """Every view's change for the event at ``position`` in the notification log."""
     name = type(e).__name__
     kind, _, account = originator_id.partition("/")
     if kind == "pool" and name == "OutstandingChanged":
-        row = db.rows("SELECT outstanding FROM view_platform_totals WHERE currency = ?", [account])
-        if row:
-            db.execute("UPDATE view_platform_totals SET outstanding = ? WHERE currency = ?",
-                       [Decimal(str(row[0][0])) + e.delta, account])
-        else:
-            db.execute("INSERT INTO view_platform_totals (currency, outstanding) VALUES (?, ?)", [account, e.delta])
+        db.add_total(account, e.delta)
         return
     if kind != "account":
         return
     for delta in balance_deltas(name, e):
-        add_balance(db, account, delta)
+        db.add_balance(account, delta)
     at = stamp(e.at) if hasattr(e, "at") else None
     if name == "InterestCharged":
-        db.execute("INSERT INTO view_interest_charges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        db.write("INSERT INTO view_interest_charges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [position, account, e.currency, stamp(e.hour), e.liability, e.interest_free, e.rate,
                     e.interest, e.paid, e.capitalized, at])
     elif name == "Repaid":
-        db.execute("INSERT INTO view_repayments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        db.write("INSERT INTO view_repayments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    [position, account, e.currency, e.amount, e.source, e.principal, e.interest, at])
     elif name == "AutoSwapped":
-        db.execute("INSERT INTO view_forced_swaps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        db.write("INSERT INTO view_forced_swaps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    [position, account, e.from_currency, e.from_amount, e.to_currency, e.to_amount, e.reason, at])
     elif name == "LiquidationStarted":
-        db.execute("INSERT INTO view_liquidations (position, account, started_at, risk_ratio_before, adjusted_equity, "
+        db.write("INSERT INTO view_liquidations (position, account, started_at, risk_ratio_before, adjusted_equity, "
                    "maintenance_margin) VALUES (?, ?, ?, ?, ?, ?)",
                    [position, account, at, e.risk_ratio, e.adjusted_equity, e.maintenance_margin])
     elif name == "LiquidationCompleted":
-        db.execute("UPDATE view_liquidations SET completed_at = ?, risk_ratio_after = ?, bad_debt = ? "
+        db.write("UPDATE view_liquidations SET completed_at = ?, risk_ratio_after = ?, bad_debt = ? "
                    "WHERE account = ? AND completed_at IS NULL",
                    [at, e.risk_ratio, json.dumps(plain(e.bad_debt), sort_keys=True), account])
     elif name == "ModeSwitched":
-        db.execute("INSERT INTO view_mode_switches VALUES (?, ?, ?, ?, ?)", [position, account, e.from_mode, e.to_mode, at])
+        db.write("INSERT INTO view_mode_switches VALUES (?, ?, ?, ?, ?)", [position, account, e.from_mode, e.to_mode, at])
