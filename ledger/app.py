@@ -100,7 +100,7 @@ class LedgerRepository(Repository[str]):
 class LedgerApp(Application[str]):
     env = {"ORIGINATOR_ID_TYPE": "text"}
     # Accounts and index aggregates live forever and grow: load them from a snapshot.
-    snapshotting_intervals = {Account: 5, LendingPool: 100, AccountSet: 100, InterestClock: 100, RunLog: 100}
+    snapshotting_intervals = {Account: 10, LendingPool: 100, AccountSet: 1000, InterestClock: 100, RunLog: 100}
 
     @classmethod
     def open(cls, env: Mapping[str, str], attempts: int = 5) -> "LedgerApp":
@@ -127,38 +127,33 @@ class LedgerApp(Application[str]):
         repository.__dict__.update(base.__dict__)
         return repository
 
-    def save(self, *aggregates: Any, **kwargs: Any) -> list[Any]:
+    def save(self, *aggregates: Any, snapshots: list[Any] | None = None, **kwargs: Any) -> list[Any]:
         """eventsourcing's ``save`` for this application's own aggregates: their events, and
-        the snapshots now due, in one transaction when the store can (``stores/``), else
-        snapshots right after.  The library's version checks every object against runtime
-        Protocols (a twentieth of an ingest) and reads each snapshotted aggregate back from
-        the store; the one in memory is the same state (tests compare snapshots with full
-        replays, and ``audit verify`` does)."""
+        the ``snapshots`` (stored form) their unit of work took, in one transaction when the
+        store can (``stores/``), else right after.  The library's version checks every
+        object against runtime Protocols (a twentieth of an ingest) and reads each
+        snapshotted aggregate back from the store."""
         events: list[Any] = []
-        saved: dict[str, Any] = {}
         for aggregate in aggregates:
             events.extend(aggregate.collect_events())
-            saved[aggregate.id] = aggregate
-        snapshots = self._snapshots_due(events, saved)
-        together = snapshots and getattr(self.recorder, "inserts_snapshots", False)
+        together = bool(snapshots) and getattr(self.recorder, "inserts_snapshots", False)
         if together:
-            kwargs["snapshots"] = [self.mapper.to_stored_event(s) for s in snapshots]
+            kwargs["snapshots"] = snapshots
         recordings = self.events.put(events, **kwargs)
         if snapshots and not together and self.snapshots is not None:
-            self.snapshots.put(snapshots)
+            self.snapshots.recorder.insert_events(snapshots)
         self._notify(recordings)
         return recordings
 
-    def _snapshots_due(self, events: list[Any], saved: dict[str, Any]) -> list[Any]:
-        """A snapshot of each aggregate one of whose new events is at a multiple of its type's
-        interval, taken at the aggregate's version now."""
-        due = {}
-        for event in events:
-            aggregate = saved[event.originator_id]
-            interval = self.snapshotting_intervals.get(type(aggregate))
-            if interval and event.originator_version % interval == 0:
-                due[event.originator_id] = aggregate
-        return [type(a).Snapshot.take(a) for a in due.values()]
+    def snapshot_if_due(self, aggregate: Any, new_events: list[Any]) -> Any:
+        """The aggregate's snapshot, encoded now (the state at this version, whatever happens
+        to the object later), if one of its new events is at a multiple of its type's
+        interval.  The aggregate in memory is the state its events give (tests compare
+        snapshots with full replays, and ``audit verify`` does)."""
+        interval = self.snapshotting_intervals.get(type(aggregate))
+        if interval and any(e.originator_version % interval == 0 for e in new_events):
+            return self.mapper.to_stored_event(type(aggregate).Snapshot.take(aggregate))
+        return None
 
     # --- commands ----------------------------------------------------------------------------
     def apply(self, objs: list[Any], now: Callable[[], datetime]) -> list[Result]:
@@ -179,14 +174,14 @@ class LedgerApp(Application[str]):
         a retried command is never older than the writer it lost to (T1).  ``preload`` names
         aggregates the items will need, read together up front."""
         for attempt in range(MAX_ATTEMPTS):
-            uow = UnitOfWork(self.repository, self.cache.load)
+            uow = UnitOfWork(self.repository, self.cache.load, self.snapshot_if_due)
             uow.preload(preload or [])
             results = [step(uow, item) for item in items]
             uow.finish()
             dirty = uow.dirty()
             try:
                 if dirty:
-                    self.save(*dirty)
+                    self.save(*dirty, snapshots=uow.snapshots)
                 self.cache.keep(uow.loaded.values())
                 return results
             except IntegrityError:

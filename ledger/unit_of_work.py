@@ -27,9 +27,12 @@ MAX_AGGREGATES_PER_BATCH = 50_000  # a bound on what one transaction may hold in
 
 class UnitOfWork:
     def __init__(self, repository: Repository[str],
-                 load: Callable[[list[str]], dict[str, Any]] | None = None) -> None:
+                 load: Callable[[list[str]], dict[str, Any]] | None = None,
+                 snapshot: Callable[[LedgerAggregate, list[Any]], Any] | None = None) -> None:
         self.repository = repository  # for rebuilding after a rejected command
         self._load = load or repository.get_many  # type: ignore[attr-defined]
+        self._snapshot = snapshot  # (aggregate, its new events) -> a snapshot now, or None
+        self.snapshots: list[Any] = []  # taken after accepted commands, saved with the batch
         self.loaded: dict[str, LedgerAggregate | None] = {}
         self._marks: dict[str, int] = {}  # pending-event counts at first touch this command
         self._created: set[str] = set()  # ids created by the current command
@@ -146,7 +149,21 @@ class UnitOfWork:
             agg = self.loaded[key]
             if agg is not None:
                 events.extend((agg, e) for e in agg._pending_events[mark:])
+        self._take_snapshots(self._marks)
         return events
+
+    def _take_snapshots(self, marks: dict[str, int]) -> None:
+        """Snapshots of the aggregates this command moved, where it crossed a snapshot point:
+        taken now, at the version the command left, not at the end of the batch (an account
+        with 2,000 events in one batch would otherwise get one snapshot for them all)."""
+        if self._snapshot is None:
+            return
+        for key, mark in marks.items():
+            agg = self.loaded[key]
+            if agg is not None and agg.pending_count > mark:
+                taken = self._snapshot(agg, agg._pending_events[mark:])
+                if taken is not None:
+                    self.snapshots.append(taken)
 
     def rollback(self) -> None:
         """T3: put every aggregate this command touched back as it was before it."""
@@ -178,10 +195,14 @@ class UnitOfWork:
     def finish(self) -> None:
         """Write the folded liability changes: one pool event per currency and instant, not
         one per account (an interest run over 10,000 accounts adds one event, not 10,000)."""
+        marks: dict[str, int] = {}
         for (currency, at), (delta, changes) in sorted(self._owed_changes.items()):
             if delta:
-                self.pool(currency).change(delta, at, changes)
+                pool = self.pool(currency)
+                marks.setdefault(pool.id, pool.pending_count)
+                pool.change(delta, at, changes)
         self._owed_changes.clear()
+        self._take_snapshots(marks)
 
     def dirty(self) -> list[LedgerAggregate]:
         return [agg for agg in self.loaded.values() if agg is not None and agg.pending_count]

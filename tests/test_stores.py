@@ -142,7 +142,7 @@ def test_the_cache_is_bounded_and_keeps_nothing_from_a_batch_that_was_not_saved(
     assert len(app.cache) == 3 and list(app.cache._entries)[-1] == "account/e"
     from eventsourcing.persistence import IntegrityError
 
-    def lose(*_: object) -> None:
+    def lose(*_: object, **__: object) -> None:
         raise IntegrityError("another writer got there first")
     monkeypatch.setattr(app, "save", lose)
     [result] = app.apply([{"type": "deposit", "account": "e", "currency": "USDT", "amount": "1", "at": at(5)}], ledger.now)

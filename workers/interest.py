@@ -98,6 +98,7 @@ def record_summary(app: LedgerApp, run: InterestRun) -> None:
         log = uow.find("runs/interest") or uow.add(RunLog(job="interest"))
         log.interest_run_completed(run.at, min(hours) if hours else None, floor_hour(run.at),
                                    len(charged), len(run.charges), run.totals(), run.complete)
+        uow.commit()
         return {"ok": True}
 
     app.transact([None], step)

@@ -135,6 +135,7 @@ def record_summary(app: LedgerApp, run: SweepRun) -> None:
         log = uow.find("runs/sweep") or uow.add(RunLog(job="sweep"))
         if log.last_mark is None or log.last_mark < run.mark:  # type: ignore[attr-defined]
             log.sweep_completed(run.at, run.mark, run.accounts, kinds)  # type: ignore[attr-defined]
+        uow.commit()
         return {"ok": True}
 
     app.transact([None], step)
