@@ -1,16 +1,27 @@
-"""Shared set-up for the benchmark scripts: fresh stores and many indebted unified accounts."""
+"""Shared set-up for the benchmark: fresh stores, the big store's timeline, and many indebted
+unified accounts."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import datetime, timedelta, timezone
+from itertools import chain, islice
+from typing import Any, Callable, Iterable, Iterator, Optional
 
-from ledger.app import LedgerApp
+from ledger.app import BATCH_SIZE, LedgerApp
 from ledger.store import persistence_env
 
 START = datetime(2026, 3, 1, tzinfo=timezone.utc)
+# The big store's timeline: everything set up at START, BTC falls a minute later, the hourly
+# run charges hour 00:00, the sweep takes the 01:05 mark.
+CRASH_AT = START + timedelta(minutes=1)
+INTEREST_AT = START + timedelta(minutes=59)
+SWEEP_AT = START + timedelta(minutes=65)
+CHUNK = 20 * BATCH_SIZE  # commands per app.apply call in set-ups: whole transactions
+
+Progress = Optional[Callable[[int, int], None]]
 
 
 def fresh_url(store: str) -> str:
@@ -25,26 +36,84 @@ def fresh_url(store: str) -> str:
     return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
+def drop(url: str) -> None:
+    """Remove a store made by fresh_url: the SQLite file's directory, or the database."""
+    env = persistence_env(url)
+    if "SQLITE_DBNAME" in env:
+        shutil.rmtree(os.path.dirname(env["SQLITE_DBNAME"]), ignore_errors=True)
+        return
+    import psycopg
+
+    with psycopg.connect(host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], user=env["POSTGRES_USER"],
+                         dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{env["POSTGRES_DBNAME"]}" WITH (FORCE)')
+
+
 def open_app(url: str) -> LedgerApp:
     return LedgerApp.open(persistence_env(url))
 
 
-def indebted_accounts(app: LedgerApp, count: int, borrow: Callable[[int], str] = lambda n: "1000") -> None:
-    """`count` unified accounts, each with 1 BTC (at 50,000) and a USDT loan of borrow(n),
-    withdrawn (spent), so the loan is backed by the BTC alone."""
-    at = START.isoformat()
-    cmds: list[dict] = [
+def platform_commands(at: str) -> list[dict[str, Any]]:
+    """No whitelist, BTC at 50,000, USDT interest: what every benchmark store starts with."""
+    return [
         {"type": "set_platform_flags", "whitelist_required": False, "at": at},
         {"type": "set_price", "currency": "BTC", "price": "50000", "at": at},
         {"type": "set_interest_rate", "currency": "USDT", "hourly_rate": "0.0001", "at": at},
     ]
-    for n in range(count):
+
+
+def apply_all(app: LedgerApp, cmds: Iterable[dict[str, Any]], total: int = 0, progress: Progress = None) -> int:
+    """Apply commands in chunks of whole transactions; every one must be accepted."""
+    done, it = 0, iter(cmds)
+    while chunk := list(islice(it, CHUNK)):
+        for cmd, result in zip(chunk, app.apply(chunk, lambda: START)):
+            if not result["ok"]:
+                raise RuntimeError(f"set-up command rejected: {cmd} -> {result['error']}")
+        done += len(chunk)
+        if progress:
+            progress(done, max(total, done))
+    return done
+
+
+def indebted_accounts(app: LedgerApp, count: int, borrow: Callable[[int], str] = lambda n: "1000",
+                      progress: Progress = None) -> None:
+    """`count` unified accounts, each with 1 BTC (at 50,000) and a USDT loan of borrow(n),
+    withdrawn (spent), so the loan is backed by the BTC alone."""
+    at = START.isoformat()
+
+    def account(n: int) -> Iterator[dict[str, Any]]:
         a = f"acct-{n:06d}"
-        cmds += [{"type": "open_account", "account": a, "at": at},
-                 {"type": "complete_risk_assessment", "account": a, "score": 50, "agreements_version": "v1", "at": at},
-                 {"type": "switch_mode", "account": a, "mode": "unified", "at": at},
-                 {"type": "deposit", "account": a, "currency": "BTC", "amount": "1", "at": at},
-                 {"type": "borrow", "account": a, "currency": "USDT", "amount": borrow(n), "at": at},
-                 {"type": "withdraw", "account": a, "currency": "USDT", "amount": borrow(n), "at": at}]
-    results = app.apply(cmds, lambda: START)
-    assert all(r["ok"] for r in results), next(r for r in results if not r["ok"])
+        yield from [{"type": "open_account", "account": a, "at": at},
+                    {"type": "complete_risk_assessment", "account": a, "score": 50, "agreements_version": "v1", "at": at},
+                    {"type": "switch_mode", "account": a, "mode": "unified", "at": at},
+                    {"type": "deposit", "account": a, "currency": "BTC", "amount": "1", "at": at},
+                    {"type": "borrow", "account": a, "currency": "USDT", "amount": borrow(n), "at": at},
+                    {"type": "withdraw", "account": a, "currency": "USDT", "amount": borrow(n), "at": at}]
+
+    cmds = chain(platform_commands(at), chain.from_iterable(account(n) for n in range(count)))
+    apply_all(app, cmds, 3 + 6 * count, progress)
+
+
+def breach_every_100th(n: int) -> str:
+    """The loan for indebted_accounts that puts 1 % in breach once BTC falls to 40,000: their
+    40,000 owed is then backed by collateral worth 39,200."""
+    return "40000" if n % 100 == 0 else "1000"
+
+
+def crash(app: LedgerApp) -> None:
+    """BTC falls from 50,000 to 40,000 at CRASH_AT."""
+    apply_all(app, [{"type": "set_price", "currency": "BTC", "price": "40000", "at": CRASH_AT.isoformat()}])
+
+
+def busy_account(app: LedgerApp, account: str, events: int) -> None:
+    """One unified account with `events` events: opened, assessed, switched, then deposits and
+    withdrawals of 100 USDT in turn, one second apart from START (each at a distinct instant)."""
+    def at(i: int) -> str:
+        return (START + timedelta(seconds=i)).isoformat()
+
+    cmds = [{"type": "open_account", "account": account, "at": at(0)},
+            {"type": "complete_risk_assessment", "account": account, "score": 50, "agreements_version": "v1", "at": at(1)},
+            {"type": "switch_mode", "account": account, "mode": "unified", "at": at(2)}]
+    cmds += [{"type": "deposit" if i % 2 else "withdraw", "account": account, "currency": "USDT", "amount": "100",
+              "at": at(i)} for i in range(3, events)]
+    apply_all(app, cmds)

@@ -1,0 +1,141 @@
+"""Timed steps, each run in a fresh process so its peak memory is its own.
+
+    python -m bench.step --url URL STEP [STEP ...]
+
+Steps run in the order given on one application; each prints one JSON line: its name, the
+seconds of the timed call, the count it handled (and its unit), the log's head position after
+it, and the process's own peak RSS so far (exact; its child processes, if any, are sampled by
+the parent: see bench.memory).  The timed call is the one the command line makes:
+
+- interest: ``run_interest`` for the hour before INTEREST_AT (`ledger interest run`)
+- sweep: ``run_sweep`` at SWEEP_AT (`ledger repayment run`)
+- projections: ``runner.rebuild``: every view from zero (`ledger projections rebuild`)
+- verify: ``audit.verify`` against the current digest (`ledger audit verify`; its seal and
+  catch-up of the read models run first, untimed)
+- asof: ``state_at``, ``platform_at`` and ``account_view`` with ``platform_owed`` at the
+  instant, as `ledger account show --as-of` calls them, for --queries random instants in
+  the first --events seconds after START: p50 and p99 in seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from datetime import timedelta
+from typing import Any, Callable
+
+from bench.common import INTEREST_AT, START, SWEEP_AT, open_app
+from bench.memory import peak_rss_mb
+from ledger.app import LedgerApp
+from ledger.account import account_key
+from ledger.store import persistence_env
+from ledger.views import account_view
+
+
+def interest(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
+    from workers.interest import run_interest
+
+    due = app.find("interest/due")
+    expected = len(due.accounts) if due else 0
+    started = time.perf_counter()
+    run = run_interest(app, INTEREST_AT)
+    seconds = time.perf_counter() - started
+    charged = len({c.account for c in run.charges})
+    if charged != expected or run.skipped:
+        raise SystemExit(f"interest charged {charged} of {expected} accounts; skipped {run.skipped[:3]}")
+    return {"seconds": seconds, "count": expected, "unit": "accounts"}
+
+
+def sweep(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
+    from workers.sweep import run_sweep
+
+    started = time.perf_counter()
+    run = run_sweep(app, SWEEP_AT)
+    seconds = time.perf_counter() - started
+    if run.skipped or not run.complete:
+        raise SystemExit(f"the sweep skipped {run.skipped[:3]} (complete: {run.complete})")
+    liquidated = sum(1 for a in run.actions if a["kind"] == "liquidation")
+    return {"seconds": seconds, "count": run.accounts, "unit": "accounts", "liquidated": liquidated}
+
+
+def projections(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
+    from projections import runner
+    from projections.sql import ViewDatabase
+
+    db = ViewDatabase(persistence_env(args.url))
+    try:
+        started = time.perf_counter()
+        events = runner.rebuild(app, db)
+        return {"seconds": time.perf_counter() - started, "count": events, "unit": "events"}
+    finally:
+        db.close()
+
+
+def verify(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
+    from projections import audit, runner
+    from projections.sql import ViewDatabase
+
+    db = ViewDatabase(persistence_env(args.url))
+    try:
+        audit.seal(app, db)
+        runner.run(app, db)
+        started = time.perf_counter()
+        result = audit.verify(app, db, audit.digest(db))
+        seconds = time.perf_counter() - started
+    finally:
+        db.close()
+    if not result.ok:
+        raise SystemExit(f"audit verify found {len(result.findings)} findings: {result.findings[:3]}")
+    return {"seconds": seconds, "count": result.events_checked, "unit": "events"}
+
+
+def instants(events: int, queries: int, seed: int = 11) -> list[float]:
+    """The as-of queries' instants, in seconds after START (the same for the baseline)."""
+    rng = random.Random(seed)
+    return [rng.uniform(0, events) for _ in range(queries)]
+
+
+def asof(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
+    key, times = account_key(args.account), []
+    for offset in instants(args.events, args.queries):
+        at = START + timedelta(seconds=offset)
+        started = time.perf_counter()
+        acct = app.state_at(key, at)
+        json.dumps(account_view(acct, app.platform_at(at), lambda c: app.platform_owed(c, at)))
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return {"seconds": percentile(times, 50), "p99": percentile(times, 99), "count": len(times), "unit": "queries"}
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    return sorted_values[max(1, math.ceil(len(sorted_values) * p / 100)) - 1]
+
+
+STEPS: dict[str, Callable[[LedgerApp, argparse.Namespace], dict[str, Any]]] = {
+    "interest": interest, "sweep": sweep, "projections": projections, "verify": verify, "asof": asof,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.step")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--account", default="asof", help="asof: the account")
+    parser.add_argument("--events", type=int, default=0, help="asof: instants fall in START + [0, events) seconds")
+    parser.add_argument("--queries", type=int, default=200, help="asof: how many instants")
+    parser.add_argument("steps", nargs="+", choices=sorted(STEPS))
+    args = parser.parse_args()
+    app = open_app(args.url)
+    try:
+        for name in args.steps:
+            result = STEPS[name](app, args)
+            head = app.recorder.max_notification_id() or 0  # where this step's writes end
+            print(json.dumps({"step": name, **result, "head": head, "rss_mb": peak_rss_mb()}), flush=True)
+    finally:
+        app.close()
+
+
+if __name__ == "__main__":
+    main()
