@@ -39,6 +39,7 @@ class UnitOfWork:
         self._before: dict[str, tuple[dict[str, Decimal], frozenset[str], bool, bool]] = {}
         # liability changes of accepted commands, folded per (currency, at) until finish()
         self._owed_changes: dict[tuple[str, datetime], list[Any]] = {}
+        self._owed_pending: dict[str, Decimal] = {}  # the same changes summed per currency
         self.at: datetime | None = None
 
     # --- reaching aggregates -----------------------------------------------------------------
@@ -95,8 +96,7 @@ class UnitOfWork:
 
     def platform_owed(self, currency: str) -> Decimal:
         """B2, L2: what all accounts owe of ``currency``, this batch's accepted commands included."""
-        pending = sum((d for (c, _), (d, _) in self._owed_changes.items() if c == currency), Decimal(0))
-        return self.pool(currency).outstanding + pending
+        return self.pool(currency).outstanding + self._owed_pending.get(currency, Decimal(0))
 
     def account_set(self, name: str) -> AccountSet:
         return self._index(name, lambda: AccountSet(name=name))
@@ -134,6 +134,7 @@ class UnitOfWork:
                 delta = after.get(currency, Decimal(0)) - liabilities.get(currency, Decimal(0))
                 if delta:
                     self.pool(currency)  # loaded now, so a conflicting writer fails this batch
+                    self._owed_pending[currency] = self._owed_pending.get(currency, Decimal(0)) + delta
                     change = self._owed_changes.setdefault((currency, self.at), [Decimal(0), 0])
                     change[0] += delta
                     change[1] += 1
@@ -202,6 +203,7 @@ class UnitOfWork:
                 marks.setdefault(pool.id, pool.pending_count)
                 pool.change(delta, at, changes)
         self._owed_changes.clear()
+        self._owed_pending.clear()
         self._take_snapshots(marks)
 
     def dirty(self) -> list[LedgerAggregate]:
