@@ -100,7 +100,7 @@ class LedgerRepository(Repository[str]):
 class LedgerApp(Application[str]):
     env = {"ORIGINATOR_ID_TYPE": "text"}
     # Accounts and index aggregates live forever and grow: load them from a snapshot.
-    snapshotting_intervals = {Account: 10, LendingPool: 100, AccountSet: 1000, InterestClock: 100, RunLog: 100}
+    snapshotting_intervals = {Account: 20, LendingPool: 100, AccountSet: 1000, InterestClock: 100, RunLog: 100}
 
     @classmethod
     def open(cls, env: Mapping[str, str], attempts: int = 5) -> "LedgerApp":
