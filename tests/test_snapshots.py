@@ -1,4 +1,4 @@
-"""Snapshots (every 200 account events, 100 index events) load the same state as a full replay."""
+"""Snapshots (every 20 account events, 100 pool and 1,000 account-set events) load the same state as a full replay."""
 from __future__ import annotations
 
 from ledger.base import replay

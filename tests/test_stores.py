@@ -15,7 +15,7 @@ ACCOUNTS = [f"s{n}" for n in range(6)]
 
 
 def busy_ledger(ledger: Ledger) -> None:
-    """Accounts with and without snapshots (Account snapshots every 200 events)."""
+    """Accounts with and without snapshots (an account snapshots every 20 events)."""
     for name in ACCOUNTS:
         ledger.open(name)
     deposits = [{"type": "deposit", "account": "s0", "currency": "USDT", "amount": "1.5", "at": at(10 + n / 1000)}
@@ -95,7 +95,7 @@ def replay_from_the_first_event(app: LedgerApp, key: str, instant: datetime) -> 
 
 def test_as_of_from_a_snapshot_equals_replaying_from_the_first_event(ledger: Ledger) -> None:
     """state_at starts from the latest snapshot before the instant (accounts snapshot every
-    200 events; the platform has none and replays); the result is what a full replay gives."""
+    20 events; the platform has none and replays); the result is what a full replay gives."""
     ledger.open("s")
     cmds = []
     for n in range(520):
