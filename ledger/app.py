@@ -14,6 +14,7 @@ import json
 import random
 import time
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
@@ -295,4 +296,10 @@ class LedgerApp(Application[str]):
         if at is None:
             found = self.find(pool)
             return found.outstanding if found else 0
-        return sum((e.delta for e in self.events.get(pool) if hasattr(e, "delta") and e.at <= at), 0)
+        total = Decimal(0)
+        for e in self.events.get(pool):
+            if hasattr(e, "parts"):  # several instants folded in one transaction
+                total += sum((delta for when, delta, _ in e.parts if when <= at), Decimal(0))
+            elif hasattr(e, "delta") and e.at <= at:
+                total += e.delta
+        return total

@@ -40,6 +40,14 @@ class LendingPool(LedgerAggregate):
         self.outstanding += delta
         assert self.outstanding >= 0, "all accounts together can never owe less than zero"
 
+    @event("OutstandingChangesFolded")
+    def change_many(self, parts: list[list[Any]]) -> None:
+        """Liability changes at several instants in one transaction, one event for them all:
+        ``[at, delta, changes]`` per instant, in time order (a batch of commands at distinct
+        instants would otherwise add one pool event per borrowing command)."""
+        self.outstanding += sum((delta for _, delta, _ in parts), ZERO)
+        assert self.outstanding >= 0, "all accounts together can never owe less than zero"
+
 
 class AccountSet(LedgerAggregate):
     """A set of account ids, kept exact by the store: ``holders/BTC-USDT`` (accounts with a

@@ -194,14 +194,22 @@ class UnitOfWork:
             (index.add if after else index.remove)(account, self.at)
 
     def finish(self) -> None:
-        """Write the folded liability changes: one pool event per currency and instant, not
-        one per account (an interest run over 10,000 accounts adds one event, not 10,000)."""
-        marks: dict[str, int] = {}
+        """Write the folded liability changes: one pool event per currency and transaction,
+        not one per account (an interest run over 10,000 accounts adds one event, not 10,000),
+        with the change at each instant when there are several (as-of sums them to T)."""
+        parts: dict[str, list[list[Any]]] = {}
         for (currency, at), (delta, changes) in sorted(self._owed_changes.items()):
             if delta:
-                pool = self.pool(currency)
-                marks.setdefault(pool.id, pool.pending_count)
+                parts.setdefault(currency, []).append([at, delta, changes])
+        marks: dict[str, int] = {}
+        for currency, changes_of in parts.items():
+            pool = self.pool(currency)
+            marks.setdefault(pool.id, pool.pending_count)
+            if len(changes_of) == 1:
+                [[at, delta, changes]] = changes_of
                 pool.change(delta, at, changes)
+            else:
+                pool.change_many(changes_of)
         self._owed_changes.clear()
         self._owed_pending.clear()
         self._take_snapshots(marks)

@@ -160,6 +160,9 @@ def apply_event(db: Batch, position: int, originator_id: str, e: Any) -> None:
     if kind == "pool" and name == "OutstandingChanged":
         db.add_total(account, e.delta)
         return
+    if kind == "pool" and name == "OutstandingChangesFolded":
+        db.add_total(account, sum((delta for _, delta, _ in e.parts), Z))
+        return
     if kind != "account":
         return
     for delta in balance_deltas(name, e):

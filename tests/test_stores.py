@@ -9,7 +9,7 @@ from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredEr
 
 from ledger.app import LedgerApp
 from stores.transcoder import OrjsonTranscoder
-from tests.helpers import Ledger, at
+from tests.helpers import D, Ledger, at
 
 ACCOUNTS = [f"s{n}" for n in range(6)]
 
@@ -147,3 +147,32 @@ def test_the_cache_is_bounded_and_keeps_nothing_from_a_batch_that_was_not_saved(
     monkeypatch.setattr(app, "save", lose)
     [result] = app.apply([{"type": "deposit", "account": "e", "currency": "USDT", "amount": "1", "at": at(5)}], ledger.now)
     assert result["error"]["code"] == "conflict" and "account/e" not in app.cache._entries
+
+
+def test_a_transaction_with_borrows_at_several_instants_writes_one_pool_event(ledger: Ledger) -> None:
+    """The lending pool gets one event per currency and transaction: OutstandingChanged for
+    one instant, OutstandingChangesFolded with the change at each instant for several; the
+    platform total as of each instant, the read model and the pool all agree."""
+    from projections import runner
+    from projections.sql import ViewDatabase
+
+    ledger.oks({"type": "set_price", "currency": "BTC", "price": "50000", "at": at(0)})
+    ledger.unified_master("p", {"BTC": "1"})
+    ledger.unified_master("q", {"BTC": "1"})
+    results = ledger.apply({"type": "borrow", "account": "p", "currency": "USDT", "amount": "100", "at": at(10)},
+                           {"type": "borrow", "account": "q", "currency": "USDT", "amount": "50", "at": at(10)},
+                           {"type": "borrow", "account": "q", "currency": "USDT", "amount": "30", "at": at(11)},
+                           {"type": "repay", "account": "p", "currency": "USDT", "amount": "40", "at": at(12)})
+    assert all(r["ok"] for r in results), results  # one batch: one transaction
+    opened, folded = list(ledger.app.events.get("pool/USDT"))  # the pool's first borrows: one event
+    assert type(folded).__name__ == "OutstandingChangesFolded"
+    assert [(d, n) for _, d, n in folded.parts] == [(D(150), 2), (D(30), 1), (D(-40), 1)]
+    t0 = datetime.fromisoformat(at(0))
+    owed = [ledger.app.platform_owed("USDT", t0 + timedelta(minutes=m)) for m in (9, 10, 11, 12)]
+    assert owed == [0, 150, 180, 140] and ledger.app.platform_owed("USDT") == 140
+    db = ViewDatabase(ledger.env)
+    try:
+        runner.run(ledger.app, db)
+        assert [Decimal(str(v)) for (v,) in db.rows("SELECT outstanding FROM view_platform_totals")] == [D(140)]
+    finally:
+        db.close()
