@@ -104,9 +104,6 @@ class UnitOfWork:
     def holders(self, symbol: str) -> AccountSet:
         return self.account_set(f"holders/{symbol}")
 
-    def interest_due(self) -> AccountSet:
-        return self.account_set("interest/due")
-
     def interest_clock(self) -> InterestClock:
         return self._index("interest/clock", InterestClock)
 
