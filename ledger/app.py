@@ -26,7 +26,7 @@ from ledger.cache import AggregateCache
 from ledger.commands import parse_command
 from ledger.errors import LedgerError
 from ledger.handlers import execute
-from ledger.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog
+from ledger.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog, pool_change
 from ledger.platform import PLATFORM_ID, Platform, default_parameters
 from ledger.render import result_events
 from ledger.unit_of_work import UnitOfWork
@@ -296,10 +296,4 @@ class LedgerApp(Application[str]):
         if at is None:
             found = self.find(pool)
             return found.outstanding if found else 0
-        total = Decimal(0)
-        for e in self.events.get(pool):
-            if hasattr(e, "parts"):  # several instants folded in one transaction
-                total += sum((delta for when, delta, _ in e.parts if when <= at), Decimal(0))
-            elif hasattr(e, "delta") and e.at <= at:
-                total += e.delta
-        return total
+        return sum((pool_change(e, at) for e in self.events.get(pool)), Decimal(0))

@@ -49,6 +49,16 @@ class LendingPool(LedgerAggregate):
         assert self.outstanding >= 0, "all accounts together can never owe less than zero"
 
 
+def pool_change(event: Any, until: datetime | None = None) -> Decimal:
+    """What a lending-pool event changed of the total, counting only instants ≤ ``until``
+    when one is given (zero for an event that changes nothing)."""
+    if hasattr(event, "parts"):  # OutstandingChangesFolded: several instants
+        return sum((delta for at, delta, _ in event.parts if until is None or at <= until), ZERO)
+    if hasattr(event, "delta") and (until is None or event.at <= until):  # OutstandingChanged
+        return event.delta
+    return ZERO
+
+
 class AccountSet(LedgerAggregate):
     """A set of account ids, kept exact by the store: ``holders/BTC-USDT`` (accounts with a
     position in the symbol) and ``interest/due`` (accounts with hours that may be charged)."""

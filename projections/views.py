@@ -12,6 +12,7 @@ from datetime import timezone
 from decimal import Decimal
 from typing import Any, Sequence
 
+from ledger.indexes import pool_change
 from ledger.render import plain
 from projections.sql import ViewDatabase
 
@@ -157,11 +158,8 @@ def apply_event(db: Batch, position: int, originator_id: str, e: Any) -> None:
     """Every view's change for the event at ``position`` in the notification log."""
     name = type(e).__name__
     kind, _, account = originator_id.partition("/")
-    if kind == "pool" and name == "OutstandingChanged":
-        db.add_total(account, e.delta)
-        return
-    if kind == "pool" and name == "OutstandingChangesFolded":
-        db.add_total(account, sum((delta for _, delta, _ in e.parts), Z))
+    if kind == "pool" and name in ("OutstandingChanged", "OutstandingChangesFolded"):
+        db.add_total(account, pool_change(e))
         return
     if kind != "account":
         return
