@@ -32,12 +32,14 @@ def by_position(app: Any, db: ViewDatabase, after: int = 0) -> Iterator[tuple[No
     table, pos = events_table(app, db)
     if has_chain(db):
         sql = (f"SELECT e.{pos}, e.originator_id, e.originator_version, e.topic, e.state, c.link FROM {table} e "
-               f"LEFT JOIN audit_chain c ON c.position = e.{pos} WHERE e.{pos} > ? ORDER BY e.{pos} LIMIT ?")
+               f"LEFT JOIN audit_chain c ON c.position = e.{pos} AND c.position > ? "  # bound: a merge join starts here
+               f"WHERE e.{pos} > ? ORDER BY e.{pos} LIMIT ?")
     else:
         sql = (f"SELECT {pos}, originator_id, originator_version, topic, state, NULL FROM {table} "
                f"WHERE {pos} > ? ORDER BY {pos} LIMIT ?")
+    bounds = sql.count("?") - 1  # the join and the log both start after ``after``
     while True:
-        page = db.rows(sql, [after, PAGE])
+        page = db.rows(sql, [after] * bounds + [PAGE])
         for position, originator_id, version, topic, state, link in page:
             yield Notification(id=int(position), originator_id=originator_id, originator_version=int(version),
                                topic=topic, state=state), link

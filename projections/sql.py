@@ -81,15 +81,11 @@ class ViewDatabase:
 
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cursor = self._conn.execute(self.sql(statement), [self._param(p) for p in params])
-        return [tuple(self._value(v) for v in row) for row in cursor.fetchall()]
+        return cursor.fetchall()  # tuples, as both drivers return them
 
     def _param(self, value: Any) -> Any:
         if isinstance(value, Decimal) and not self.postgres:
             return format(value, "f")
-        return value
-
-    @staticmethod
-    def _value(value: Any) -> Any:
         return value
 
     def table_exists_sql(self) -> str:
