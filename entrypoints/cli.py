@@ -55,6 +55,10 @@ def note(message: str) -> None:
     print(f"ledger: {' '.join(message.split())}", file=sys.stderr)
 
 
+def events(count: int) -> str:
+    return f"{count} event" + ("" if count == 1 else "s")
+
+
 @contextmanager
 def opened(url: Optional[str] = None, read_only: bool = False) -> Iterator[LedgerApp]:
     """The application on the store at ``url``; a bad URL or an unreachable server is one line.
@@ -403,7 +407,7 @@ def say_view_lag(app: LedgerApp, db: Any, consequence: str) -> int:
         fail("the read models have not been built in this store: `ledger projections run` or the worker builds them")
     position, head = runner.position(db), app.recorder.max_notification_id() or 0
     if head > position:
-        note(f"the read models are {head - position} events behind the log (at position {position} of {head}): "
+        note(f"the read models are {events(head - position)} behind the log (at position {position} of {head}): "
              f"{consequence}; `ledger projections run` or the worker catches them up")
     return position
 
@@ -413,7 +417,7 @@ def say_unsealed(app: LedgerApp, db: Any) -> None:
 
     count = audit.unsealed(app, db)
     if count:
-        note(f"{count} events after position {audit.head(db)[0]} are not sealed into the hash chain yet; "
+        note(f"not sealed into the hash chain yet: {events(count)} after position {audit.head(db)[0]}; "
              "`ledger audit seal` or the worker links them")
 
 
@@ -560,10 +564,12 @@ def audit_verify(
             out.print(f"[red]{finding['kind']}[/red]: {finding['detail']}", highlight=False)
         out.print(f"{result.events_checked} events checked: " + ("no findings" if result.ok else f"{len(result.findings)} findings"))
         if result.unsealed:
-            note(f"{result.unsealed} events at the end are not sealed yet: the chain does not cover them; "
+            note(f"not sealed yet: {events(result.unsealed)} at the end of the log, which the chain does not cover; "
                  "`ledger audit seal` or the worker links them")
-        if result.view_lag:
-            note(f"the read models are {result.view_lag} events behind the log: they were checked at their "
+        if not result.view_position:
+            note("the read models have not been built: they were not checked")
+        elif result.view_lag:
+            note(f"the read models are {events(result.view_lag)} behind the log: they were checked at their "
                  f"position {result.view_position}")
     raise typer.Exit(0 if result.ok else 1)
 
