@@ -147,7 +147,8 @@ def verify(app: LedgerApp, db: ViewDatabase, expected_digest: str | None = None,
                 result.find("chain", f"event {n.id} has no link but later events do: inserted", position=n.id)
             elif strict:
                 result.find("chain", f"event {n.id} ({n.originator_id} v{n.originator_version}) has no link: "
-                                     "not written by the ledger", position=n.id)
+                                     "not written by the ledger (or written before links were made at commit: "
+                                     "`ledger audit seal` links those once)", position=n.id)
             else:
                 result.unsealed += 1
         elif stored != previous:
