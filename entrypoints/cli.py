@@ -50,20 +50,65 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def note(message: str) -> None:
+    """One line on standard error that does not change the exit code."""
+    print(f"ledger: {' '.join(message.split())}", file=sys.stderr)
+
+
+def events(count: int) -> str:
+    return f"{count} event" + ("" if count == 1 else "s")
+
+
 @contextmanager
-def opened(url: Optional[str] = None) -> Iterator[LedgerApp]:
-    """The application on the store at ``url``; a bad URL or an unreachable server is one line."""
+def opened(url: Optional[str] = None, read_only: bool = False) -> Iterator[LedgerApp]:
+    """The application on the store at ``url``; a bad URL or an unreachable server is one line.
+    ``read_only`` for the commands that only read (§13): no table is created, nothing can be
+    written, and a store without a ledger (a missing SQLite file, no tables) is one line."""
     url = url or State.db_url
     try:
-        app = LedgerApp.open(persistence_env(url))
+        env = persistence_env(url, read_only)
     except StoreError as error:
         fail(str(error))
+    if read_only and "SQLITE_PATH" in env:
+        check_sqlite_ledger(env)
+    app = None
+    try:
+        app = LedgerApp.open(env)
+        if read_only:
+            app.recorder.max_notification_id()  # reach the store now: a missing ledger is one line
     except Exception as error:  # the driver's own error: say it in one line
+        if app is not None:
+            app.close()
+        if read_only and no_such_table(error):
+            fail(f"no ledger at {redact(url)}: its tables do not exist (only a command that writes creates them)")
         fail(f"cannot open the store {redact(url)}: {str(error) or type(error).__name__}")
+    assert app is not None
     try:
         yield app
     finally:
         app.close()
+
+
+def check_sqlite_ledger(env: dict[str, str]) -> None:
+    """A file that is not a SQLite database, or holds no ledger, is one sentence: a reader
+    cannot fall back on creating the tables (nor switch the file to WAL, as the store would)."""
+    import sqlite3
+    from contextlib import closing
+
+    path = env["SQLITE_PATH"]
+    try:
+        with closing(sqlite3.connect(env["SQLITE_DBNAME"], uri=True, timeout=5)) as con:
+            found = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stored_events'").fetchone()
+    except sqlite3.DatabaseError as error:
+        fail(f"no ledger at {path}: {error}")
+    if not found:
+        fail(f"no ledger at {path}: the file holds no ledger tables")
+
+
+def no_such_table(error: BaseException) -> bool:
+    """SQLite's "no such table", PostgreSQL's undefined_table (eventsourcing wraps both)."""
+    cause = error.__cause__ or error
+    return "no such table" in str(error) or getattr(cause, "sqlstate", None) == "42P01"
 
 
 T = TypeVar("T")
@@ -152,7 +197,7 @@ def account_show(
 ) -> None:
     """Mode, wallets, balances, positions, open orders and margin of one account."""
     at = parse_time(as_of, "--as-of")
-    with opened() as app:
+    with opened(read_only=True) as app:
         try:
             acct = app.state_at(f"account/{account}", at) if at else app.account(account)
             if acct is None:
@@ -197,7 +242,7 @@ def print_account(view: dict[str, Any]) -> None:
 def account_list(as_json: bool = typer.Option(False, "--json", help="machine output")) -> None:
     """Every account with its mode and totals."""
     rows = []
-    with opened() as app:
+    with opened(read_only=True) as app:
         platform = app.platform()
         for account in app.account_ids():
             view = account_view(app.account(account), platform, app.platform_owed)
@@ -229,7 +274,7 @@ def history(
 ) -> None:
     """The account's events in order."""
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
-    with opened() as app:
+    with opened(read_only=True) as app:
         try:
             events = app.history(account)
         except LedgerError as error:
@@ -322,7 +367,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="machine output"))
     """The last hour charged, the last sweep, and anything overdue."""
     from workers.status import job_status
 
-    with opened() as app:
+    with opened(read_only=True) as app:
         report = job_status(app, utcnow())
     if as_json:
         print(json.dumps(report, indent=2))
@@ -339,15 +384,41 @@ def status(as_json: bool = typer.Option(False, "--json", help="machine output"))
 
 # --- projections and reports ----------------------------------------------------------------------
 @contextmanager
-def views_of(app: LedgerApp) -> Iterator[Any]:
-    from ledger.store import persistence_env
+def views_of(app: LedgerApp, read_only: bool = False) -> Iterator[Any]:
+    """The read models' connection to the same store (read-only for readers, as ``opened``)."""
     from projections.sql import ViewDatabase
 
-    db = ViewDatabase(persistence_env(State.db_url))
+    try:
+        db = ViewDatabase(persistence_env(State.db_url, read_only))
+    except Exception as error:  # noqa: BLE001 - the driver's own error: one line
+        fail(f"cannot open the store {redact(State.db_url)}: {str(error) or type(error).__name__}")
     try:
         yield db
     finally:
         db.close()
+
+
+def say_view_lag(app: LedgerApp, db: Any, consequence: str) -> int:
+    """Tell people (standard error) how far the read models are behind the log; return the
+    views' position.  Views never built are a usage error for a report (exit 2)."""
+    from projections import runner
+
+    if not runner.built(db):
+        fail("the read models have not been built in this store: `ledger projections run` or the worker builds them")
+    position, head = runner.position(db), app.recorder.max_notification_id() or 0
+    if head > position:
+        note(f"the read models are {events(head - position)} behind the log (at position {position} of {head}): "
+             f"{consequence}; `ledger projections run` or the worker catches them up")
+    return position
+
+
+def say_unsealed(app: LedgerApp, db: Any) -> None:
+    from projections import audit
+
+    count = audit.unsealed(app, db)
+    if count:
+        note(f"not sealed into the hash chain yet: {events(count)} after position {audit.head(db)[0]}; "
+             "`ledger audit seal` or the worker links them")
 
 
 def catch_up(app: LedgerApp, db: Any, quiet: bool) -> int:
@@ -393,7 +464,7 @@ def projections_status(as_json: bool = typer.Option(False, "--json", help="machi
     """Each view's position in the event log and its lag."""
     from projections import runner
 
-    with opened() as app, views_of(app) as db:
+    with opened(read_only=True) as app, views_of(app, read_only=True) as db:
         rows = [{"view": s.view, "position": s.position, "head": s.head, "lag": s.lag} for s in runner.status(app, db)]
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -413,7 +484,8 @@ def report(
     currency: Optional[str] = typer.Option(None, "--currency", help="one currency only"),
     fmt_: str = typer.Option("table", "--format", help="table | csv | json"),
 ) -> None:
-    """Compliance reports from the read models (caught up first): one row per fact."""
+    """Compliance reports from the read models, as far as they are built (a lag is said on
+    standard error): one row per fact.  Reads only; the worker or `projections run` builds them."""
     import csv
 
     from projections import reports
@@ -423,8 +495,8 @@ def report(
     if fmt_ not in ("table", "csv", "json"):
         fail(f"unknown format {fmt_!r}: use table, csv or json")
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
-    with opened() as app, views_of(app) as db:
-        catch_up(app, db, quiet=fmt_ != "table")
+    with opened(read_only=True) as app, views_of(app, read_only=True) as db:
+        say_view_lag(app, db, "this report leaves them out")
         rows = reports.rows(app, db, kind, since=start, until=end, account=account, currency=currency)
     shown = [plain(r) for r in rows]
     if fmt_ == "json":
@@ -458,12 +530,13 @@ def audit_seal() -> None:
 
 @audit_cli.command("digest")
 def audit_digest() -> None:
-    """Print the chain's head (position:link) for an auditor to keep (seals first)."""
+    """Print the chain's head (position:link) for an auditor to keep.  Reads only: events not
+    sealed yet are said on standard error."""
     from projections import audit
 
-    with opened() as app, views_of(app) as db:
-        audit.seal(app, db)
+    with opened(read_only=True) as app, views_of(app, read_only=True) as db:
         print(audit.digest(db))
+        say_unsealed(app, db)
 
 
 @audit_cli.command("verify")
@@ -471,7 +544,8 @@ def audit_verify(
     digest: Optional[str] = typer.Option(None, "--digest", help="a head kept earlier: prove the log up to it unchanged"),
     as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
 ) -> None:
-    """Tamper, replay, double-entry, read-model and interest checks; exit 1 on any finding."""
+    """Tamper, version, time (T1), replay, double-entry, read-model and interest checks; exit 1
+    on any finding.  Reads only: nothing is sealed or projected first."""
     import re
 
     from projections import audit
@@ -479,23 +553,24 @@ def audit_verify(
     if digest is not None and not re.fullmatch(r"[0-9]+:[0-9a-f]{64}", digest):
         fail(f"--digest: {digest!r} is not POSITION:LINK as `ledger audit digest` prints it")
 
-    with opened() as app, views_of(app) as db:
-        audit.seal(app, db)
-        try:
-            catch_up(app, db, quiet=True)
-        except Exception as error:  # noqa: BLE001 - e.g. a stored event that no longer decodes
-            behind = f"the read models could not be caught up: {type(error).__name__}"
-        else:
-            behind = None
+    with opened(read_only=True) as app, views_of(app, read_only=True) as db:
         result = with_progress("verifying", as_json, lambda progress: audit.verify(app, db, digest, progress))
-        if behind:
-            result.find("read_model", behind)
     if as_json:
-        print(json.dumps({"ok": result.ok, "events_checked": result.events_checked, "findings": plain(result.findings)}, indent=2))
+        print(json.dumps({"ok": result.ok, "events_checked": result.events_checked, "findings": plain(result.findings),
+                          "unsealed": result.unsealed, "views": {"position": result.view_position, "lag": result.view_lag}},
+                         indent=2))
     else:
         for finding in result.findings:
             out.print(f"[red]{finding['kind']}[/red]: {finding['detail']}", highlight=False)
         out.print(f"{result.events_checked} events checked: " + ("no findings" if result.ok else f"{len(result.findings)} findings"))
+        if result.unsealed:
+            note(f"not sealed yet: {events(result.unsealed)} at the end of the log, which the chain does not cover; "
+                 "`ledger audit seal` or the worker links them")
+        if not result.view_position:
+            note("the read models have not been built: they were not checked")
+        elif result.view_lag:
+            note(f"the read models are {events(result.view_lag)} behind the log: they were checked at their "
+                 f"position {result.view_position}")
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -506,7 +581,7 @@ def audit_replay(
 ) -> None:
     """Every account's state at instant T, from the events alone."""
     at = parse_time(as_of, "--as-of")
-    with opened() as app:
+    with opened(read_only=True) as app:
         platform = app.platform_at(at)
         views = []
         for account in app.account_ids():
@@ -534,9 +609,9 @@ def audit_export(
     if fmt_ not in ("jsonl", "csv"):
         fail(f"unknown format {fmt_!r}: use jsonl or csv")
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
-    with opened() as app, views_of(app) as db:
-        audit.seal(app, db)
+    with opened(read_only=True) as app, views_of(app, read_only=True) as db:
         rows = audit.export(app, db, start, end)
+        say_unsealed(app, db)
     if fmt_ == "jsonl":
         for row in rows:
             print(json.dumps(row))

@@ -121,6 +121,21 @@ def crash_step(app: LedgerApp, out: Console) -> None:
     out.print(f"   the same mark again does nothing: already swept = {run_sweep(app, CRASH_AT).already_swept}", highlight=False)
 
 
+def keep_current(app: LedgerApp, db_url: str, out: Console) -> None:
+    """What the worker does every few seconds: seal the new events into the hash chain and
+    build the read models, so that the commands that only read find them current."""
+    from ledger.store import persistence_env
+    from projections import audit, runner
+    from projections.sql import ViewDatabase
+
+    db = ViewDatabase(persistence_env(db_url))
+    try:
+        sealed, projected = audit.seal(app, db), runner.run(app, db)
+    finally:
+        db.close()
+    out.print(f"sealed {sealed} events into the hash chain and projected them into the read models", highlight=False)
+
+
 def run(db_url: str, out: Console, opened: Callable[[str], ContextManager[LedgerApp]]) -> None:
     path = db_url.removeprefix("sqlite:///")
     if db_url.startswith("sqlite:///") and os.path.exists(path):
@@ -144,6 +159,7 @@ def run(db_url: str, out: Console, opened: Callable[[str], ContextManager[Ledger
                 print_account(account_view(app.account(account), app.platform(), app.platform_owed))
         interest_step(app, out)
         crash_step(app, out)
+        keep_current(app, db_url, out)
     out.rule()
     out.print(f"The store is kept at {path}. Explore it:\n"
               f"  ledger --db {db_url} account show alice\n"

@@ -1,8 +1,9 @@
 """Audit (issue 7): a hash chain over the event log, and the checks of `ledger audit verify`.
 
-Links are sealed right after the events are written, by `ledger audit seal` (also run by the
-worker and before every verify, digest and export), not inside the insert transaction:
-eventsourcing owns that transaction, and a separate sealer keeps the writers fast.  Link n
+Links are sealed by the writers: ``seal`` (`ledger audit seal`, and the worker every few
+seconds) links every event not linked yet.  Everything else here only reads, so that an
+auditor's read-only credentials suffice (§13): verify, digest and export never seal; events
+after the chain's head are reported as not sealed yet.  Link n
 covers the event's position, aggregate id, version, topic, its stored bytes, and link n − 1,
 so changing, deleting, inserting or reordering a sealed event — the last one included —
 breaks the chain at that point.  An auditor keeps `ledger audit digest` (position:link) and
@@ -17,12 +18,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
-from ledger.account import Account
+import orjson
+
+from ledger.account import Account, account_key
 from ledger.app import LedgerApp
 from ledger.base import replay
 from ledger.interest import hourly_rate
 from ledger.money import round_up
 from ledger.postings import postings, unbalanced
+from ledger.platform import PLATFORM_ID
+from projections import eventlog
 from projections.sql import ViewDatabase
 
 GENESIS = "0" * 64
@@ -52,6 +57,8 @@ def notifications(app: LedgerApp, after: int = 0) -> Iterator[Any]:
 
 
 def head(db: ViewDatabase) -> tuple[int, str]:
+    if not eventlog.has_chain(db):  # nothing sealed yet (a reader does not create the table)
+        return 0, GENESIS
     rows = db.rows("SELECT position, link FROM audit_chain ORDER BY position DESC LIMIT 1")
     return (int(rows[0][0]), rows[0][1]) if rows else (0, GENESIS)
 
@@ -81,10 +88,24 @@ def digest(db: ViewDatabase) -> str:
     return f"{position}:{last}"
 
 
+def unsealed(app: LedgerApp, db: ViewDatabase) -> int:
+    """How many events lie after the chain's head (not linked yet)."""
+    return max(0, (app.recorder.max_notification_id() or 0) - head(db)[0])
+
+
+def links_at_commit(app: LedgerApp) -> bool:
+    """Whether the store links every event in the transaction that inserts it: then an event
+    without a link, even after the chain's head, was not written by the ledger."""
+    return bool(getattr(app.recorder, "links_at_commit", False))
+
+
 @dataclass
 class Verification:
     events_checked: int = 0
     findings: list[dict[str, Any]] = field(default_factory=list)
+    unsealed: int = 0  # events after the chain's head, not linked yet (not a finding: see verify)
+    view_position: int = 0  # how far the read models were built (0: never)
+    head: int = 0  # the last event's position
 
     def find(self, kind: str, detail: str, **more: Any) -> None:
         self.findings.append({"kind": kind, "detail": detail, **more})
@@ -93,34 +114,53 @@ class Verification:
     def ok(self) -> bool:
         return not self.findings
 
+    @property
+    def view_lag(self) -> int:
+        return max(0, self.head - self.view_position)
+
 
 def verify(app: LedgerApp, db: ViewDatabase, expected_digest: str | None = None,
            progress: Callable[[int, int], None] | None = None) -> Verification:
+    """Every check, reading only: nothing is sealed or projected first.  Events after the
+    chain's head are counted as ``unsealed`` (the writers link them), unless the store links
+    at commit; the read models are compared with the log at their own position."""
     result = Verification()
-    links = dict((int(p), l) for p, l in db.rows("SELECT position, link FROM audit_chain ORDER BY position"))
     total = app.recorder.max_notification_id() or 0
+    chain_head = eventlog.chain_head(db)
+    strict = links_at_commit(app)
+    views = read_views(db)
+    result.view_position = views.position
+    views_checked = views.position == 0
     previous, books = GENESIS, {}
-    seen: set[int] = set()
     states: dict[str, Any] = {}
     platform_events: list[Any] = []
-    for n in notifications(app):
-        seen.add(n.id)
+    last = 0
+    for n, stored in eventlog.by_position(app, db):
+        if not views_checked and n.id > views.position:
+            check_views(result, views, states)
+            views_checked = True
+        last = n.id
         result.events_checked += 1
-        stored = links.get(n.id)
         previous = link(previous, n)
         if stored is None:
-            if any(p > n.id for p in links):
+            if n.id < chain_head:
                 result.find("chain", f"event {n.id} has no link but later events do: inserted", position=n.id)
+            elif strict:
+                result.find("chain", f"event {n.id} ({n.originator_id} v{n.originator_version}) has no link: "
+                                     "not written by the ledger (or written before links were made at commit: "
+                                     "`ledger audit seal` links those once)", position=n.id)
+            else:
+                result.unsealed += 1
         elif stored != previous:
             result.find("chain", f"event {n.id} ({n.originator_id} v{n.originator_version}) does not match its link",
                         position=n.id)
             previous = stored  # go on from the recorded link, to report each break once
         try:
             event = app.mapper.to_domain_event(n)
-        except Exception as error:  # noqa: BLE001 - a tampered row may not even decode
+            legs = postings(n.originator_id, event)
+        except Exception as error:  # noqa: BLE001 - a tampered row may not decode, or not hold its type's fields
             result.find("chain", f"event {n.id} cannot be read: {type(error).__name__}", position=n.id)
             continue
-        legs = postings(n.originator_id, event)
         off = unbalanced(legs)
         if off:
             result.find("double_entry", f"event {n.id} does not balance: {off}", position=n.id)
@@ -140,16 +180,75 @@ def verify(app: LedgerApp, db: ViewDatabase, expected_digest: str | None = None,
             platform_events.append(event)
         if progress and result.events_checked % PAGE == 0:
             progress(result.events_checked, total)
-    for position in sorted(p for p in links if p not in seen):
+    result.head = max(last, total)
+    for position in eventlog.linked_but_missing(app, db):
         result.find("chain", f"event {position} is linked but missing: deleted", position=position)
     if expected_digest:
         position, _, wanted = expected_digest.partition(":")
-        if links.get(int(position), GENESIS if int(position) == 0 else None) != wanted:
+        kept = eventlog.link_at(db, int(position)) if int(position) else GENESIS
+        if kept != wanted:
             result.find("chain", f"the chain at {position} is not the digest the auditor kept", position=int(position or 0))
+    check_aggregates(result, app, db)
     check_books(result, books, states)
     check_replay(result, app, states)
-    check_views(result, db, states, max(seen, default=0))
+    if result.view_position > last:
+        result.find("read_model", f"the views are at {result.view_position}, the log at {last}")
+    elif not views_checked:
+        check_views(result, views, states)
     return result
+
+
+def keeps_time(aggregate: str) -> bool:
+    """T1: an account's and the platform's events never go back in time.  The indexes (pools,
+    account sets, run logs, ...) gather the facts of many accounts and runs, in commit order."""
+    return aggregate == PLATFORM_ID or aggregate.startswith(account_key(""))
+
+
+def event_at(app: LedgerApp, state: Any) -> datetime | None:
+    """The business time recorded in a stored event's state (None: none, or unreadable).
+    Only ``at`` is revived (the stored state is JSON, its values in the transcoder's
+    envelopes): reviving every field would cost a quarter of verify's time."""
+    mapper = app.mapper
+    try:
+        data = state.encode() if isinstance(state, str) else bytes(state)
+        if mapper.cipher:
+            data = mapper.cipher.decrypt(data)
+        if mapper.compressor:
+            data = mapper.compressor.decompress(data)
+        at = orjson.loads(data).get("at")
+        if isinstance(at, dict):
+            at = mapper.transcoder.names[at["_type_"]].decode(at["_data_"])  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - an unreadable event is reported by the chain pass
+        return None
+    return at if isinstance(at, datetime) else None
+
+
+def check_aggregates(result: Verification, app: LedgerApp, db: ViewDatabase) -> None:
+    """Per aggregate, one ordered pass over (aggregate, version): versions contiguous from 1,
+    and for accounts and the platform `at` never going back (T1).  The platform's first event
+    carries the instant of the first command ever applied, and its defaults hold from the
+    beginning of time, so its later events may be earlier."""
+    current, expected, latest, latest_version = None, 1, None, 0
+    for aggregate, version, position, state in eventlog.by_aggregate(app, db):
+        if aggregate != current:
+            current, expected, latest, latest_version = aggregate, 1, None, 0
+        if version != expected:
+            gap = f"v{expected}" if version == expected + 1 else f"v{expected} to v{version - 1}"
+            what = f"starts at v{version}" if expected == 1 else f"has no {gap}"
+            result.find("version", f"{aggregate} {what}: versions are not contiguous from 1 (event {position})",
+                        aggregate=aggregate, position=position)
+        expected = version + 1
+        if not keeps_time(aggregate) or (aggregate == PLATFORM_ID and version == 1):
+            continue
+        at = event_at(app, state)
+        if at is None:
+            continue
+        if latest is not None and at < latest:
+            result.find("time", f"{aggregate} v{version} (event {position}) is at {at.isoformat()}, before "
+                                f"v{latest_version} at {latest.isoformat()}: `at` went back (T1)",
+                        aggregate=aggregate, position=position)
+        else:
+            latest, latest_version = at, version
 
 
 def check_interest(result: Verification, n: Any, event: Any, states: dict[str, Any],
@@ -222,31 +321,42 @@ def load_one(result: Verification, app: LedgerApp, key: str) -> Any:
         return None
 
 
-def check_views(result: Verification, db: ViewDatabase, states: dict[str, Any], head_position: int) -> None:
-    """The balances and platform-totals read models equal the accounts and pools (when the
-    store has views)."""
-    if not db.rows(db.table_exists_sql(), ["view_tracking"]):
-        return
-    position = db.rows("SELECT MIN(position) FROM view_tracking")[0][0] or 0
-    if int(position) != head_position:
-        result.find("read_model", f"the views are at {position}, the log at {head_position}")
-        return
-    rows = db.rows("SELECT account, currency, cash, liability, upl_liability FROM view_balances")
+@dataclass
+class ViewRows:
+    """The read models that verify compares, read in one snapshot with their position (a
+    runner may move them on while verify reads the log)."""
+    position: int = 0  # 0: never built, or no views in this store
+    balances: dict[tuple[str, str], tuple[Decimal, ...]] = field(default_factory=dict)
+    totals: dict[str, Decimal] = field(default_factory=dict)
+
+
+def read_views(db: ViewDatabase) -> ViewRows:
+    with db.snapshot():
+        if not db.rows(db.table_exists_sql(), ["view_tracking"]):
+            return ViewRows()
+        position = int(db.rows("SELECT MIN(position) FROM view_tracking")[0][0] or 0)
+        rows = db.rows("SELECT account, currency, cash, liability, upl_liability FROM view_balances")
+        totals = db.rows("SELECT currency, outstanding FROM view_platform_totals")
+    return ViewRows(position, {(a, c): tuple(Decimal(str(v)) for v in vals) for a, c, *vals in rows},
+                    {c: Decimal(str(v)) for c, v in totals})
+
+
+def check_views(result: Verification, views: ViewRows, states: dict[str, Any]) -> None:
+    """The balances and platform-totals read models equal the accounts and pools, as the
+    events up to the views' position left them."""
     zero = (Decimal(0),) * 3
-    view = {(a, c): tuple(Decimal(str(v)) for v in vals) for a, c, *vals in rows}
     accounts: dict[tuple[str, str], tuple[Decimal, ...]] = {}
     for agg in states.values():
         if isinstance(agg, Account):
             for currency in set(agg.liabilities()) | {c for w in agg.wallets.values() for c in w}:
                 cash = sum((w.get(currency, Decimal(0)) for w in agg.wallets.values()), Decimal(0))
                 accounts[(agg.account, currency)] = (cash, agg.liability(currency), agg.upl_liability.get(currency, Decimal(0)))
-    for key in sorted(set(view) | set(accounts)):  # rows no account has must be zero too
-        if view.get(key, zero) != accounts.get(key, zero):
+    for key in sorted(set(views.balances) | set(accounts)):  # rows no account has must be zero too
+        if views.balances.get(key, zero) != accounts.get(key, zero):
             result.find("read_model", f"view_balances {key[0]} {key[1]} differs from the account")
-    totals = {c: Decimal(str(v)) for c, v in db.rows("SELECT currency, outstanding FROM view_platform_totals")}
     pools = {agg.currency: agg.outstanding for key, agg in states.items() if key.startswith("pool/")}
-    for currency in sorted(set(totals) | set(pools)):
-        if totals.get(currency, Decimal(0)) != pools.get(currency, Decimal(0)):
+    for currency in sorted(set(views.totals) | set(pools)):
+        if views.totals.get(currency, Decimal(0)) != pools.get(currency, Decimal(0)):
             result.find("read_model", f"view_platform_totals {currency} differs from the lending pool")
 
 
@@ -262,13 +372,12 @@ def export(app: LedgerApp, db: ViewDatabase, since: datetime | None, until: date
     """Events with their links for a period, as one unbroken range of positions — from the
     first event at or after ``since`` to the last at or before ``until`` — so that each
     period's chain continues from the previous period's last link."""
-    links = dict((int(p), l) for p, l in db.rows("SELECT position, link FROM audit_chain"))
     rows, first, last, previous = [], None, None, GENESIS
-    for n in notifications(app):
+    for n, stored in eventlog.by_position(app, db):
         at = getattr(app.mapper.to_domain_event(n), "at", None)
         rows.append({"position": n.id, "aggregate": n.originator_id, "version": n.originator_version, "topic": n.topic,
-                     "state": stored_bytes(n).decode(), "previous_link": previous, "link": links.get(n.id)})
-        previous = links.get(n.id, previous)
+                     "state": stored_bytes(n).decode(), "previous_link": previous, "link": stored})
+        previous = stored or previous
         if at is not None and (since is None or at >= since) and first is None:
             first = len(rows) - 1
         if at is not None and (until is None or at <= until):

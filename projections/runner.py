@@ -91,6 +91,13 @@ def rebuild(app: LedgerApp, db: ViewDatabase, progress: Callable[[int, int], Non
 
 
 def status(app: LedgerApp, db: ViewDatabase) -> list[Status]:
-    views.create(db)
+    """Each view's position and lag.  Reads only (§13: a reader may not create the views):
+    in a store never projected every view is at 0."""
     head = app.recorder.max_notification_id() or 0
-    return [Status(view, int(pos), head) for view, pos in db.rows("SELECT view, position FROM view_tracking ORDER BY view")]
+    found = dict(db.rows("SELECT view, position FROM view_tracking")) if built(db) else {}
+    return [Status(view, int(found.get(view, 0)), head) for view in sorted(views.VIEWS)]
+
+
+def built(db: ViewDatabase) -> bool:
+    """Whether the views exist in this store (a runner has run once)."""
+    return bool(db.rows(db.table_exists_sql(), ["view_tracking"]))

@@ -22,13 +22,15 @@ class ViewDatabase:
                 host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], user=env["POSTGRES_USER"],
                 password=env.get("POSTGRES_PASSWORD", ""), dbname=env["POSTGRES_DBNAME"],
                 connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5")), autocommit=True,
+                **({"options": "-c default_transaction_read_only=on"} if env.get("READ_ONLY") == "yes" else {}),
             )
             if env.get("POSTGRES_SCHEMA"):
                 self._conn.execute(f"SET search_path TO {env['POSTGRES_SCHEMA']}")
         else:
             # the worker's projection job uses it from the scheduler's thread, one run at a time
+            # uri: a read-only opening names the file as file:PATH?mode=ro (ledger.store)
             self._conn = sqlite3.connect(env["SQLITE_DBNAME"], timeout=30, isolation_level=None,
-                                         check_same_thread=False)
+                                         check_same_thread=False, uri=True)
 
     def sql(self, statement: str) -> str:
         statement = statement.replace("{money}", "NUMERIC" if self.postgres else "TEXT")
@@ -49,6 +51,21 @@ class ViewDatabase:
                 raise
             self._conn.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator["ViewDatabase"]:
+        """Reads that see one state of the database, without taking a write lock (so on a
+        read-only connection too)."""
+        if self.postgres:
+            with self._conn.transaction():
+                self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                yield self
+        else:
+            self._conn.execute("BEGIN")  # deferred: a read snapshot from the first read on (WAL)
+            try:
+                yield self
+            finally:
+                self._conn.execute("ROLLBACK")
+
     def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
         cursor = self._conn.execute(self.sql(statement), [self._param(p) for p in params])
         return cursor.rowcount
@@ -64,15 +81,11 @@ class ViewDatabase:
 
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cursor = self._conn.execute(self.sql(statement), [self._param(p) for p in params])
-        return [tuple(self._value(v) for v in row) for row in cursor.fetchall()]
+        return cursor.fetchall()  # tuples, as both drivers return them
 
     def _param(self, value: Any) -> Any:
         if isinstance(value, Decimal) and not self.postgres:
             return format(value, "f")
-        return value
-
-    @staticmethod
-    def _value(value: Any) -> Any:
         return value
 
     def table_exists_sql(self) -> str:

@@ -115,7 +115,8 @@ class Factory(WithOrjson, base.PostgresFactory):
         super().__init__(env)
         # PostgreSQL compiles (JIT) any plan whose estimated cost is high, as a read of 500
         # ids is: 200 ms of compiling for a 3 ms read.  Off for this store's connections.
-        self.datastore.pool.kwargs["options"] = "-c jit=off"
+        self.datastore.pool.kwargs["options"] = "-c jit=off" + (
+            " -c default_transaction_read_only=on" if self.env.get("READ_ONLY") == "yes" else "")  # ledger.store
 
     def application_recorder(self) -> Recorder:  # type: ignore[override]
         recorder = super().application_recorder()

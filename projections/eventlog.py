@@ -1,0 +1,93 @@
+"""The event log read in SQL for the audit, a page at a time, on a connection that may be
+read-only: in position order with each event's link, and in aggregate order.
+
+``audit verify`` reads the log twice this way without holding it: by position (the chain,
+double entry, replay) with each event's link joined from ``audit_chain``, and by
+(aggregate, version) for the per-aggregate checks (versions contiguous from 1, T1).  Both
+are keyset pages over a primary key.  ``audit_chain`` may not exist yet (nothing was ever
+sealed, and a reader may not create it): then no event has a link.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from eventsourcing.persistence import Notification
+
+from projections.sql import ViewDatabase
+
+PAGE = 1000
+
+
+def events_table(app: Any, db: ViewDatabase) -> tuple[str, str]:
+    """The events table's name and the column that holds each event's position."""
+    return app.recorder.events_table_name, ("notification_id" if db.postgres else "rowid")
+
+
+def has_chain(db: ViewDatabase) -> bool:
+    return bool(db.rows(db.table_exists_sql(), ["audit_chain"]))
+
+
+def by_position(app: Any, db: ViewDatabase, after: int = 0) -> Iterator[tuple[Notification, str | None]]:
+    """Every event after position ``after`` in position order, with its link (None: none)."""
+    table, pos = events_table(app, db)
+    if has_chain(db):
+        sql = (f"SELECT e.{pos}, e.originator_id, e.originator_version, e.topic, e.state, c.link FROM {table} e "
+               f"LEFT JOIN audit_chain c ON c.position = e.{pos} AND c.position > ? "  # bound: a merge join starts here
+               f"WHERE e.{pos} > ? ORDER BY e.{pos} LIMIT ?")
+    else:
+        sql = (f"SELECT {pos}, originator_id, originator_version, topic, state, NULL FROM {table} "
+               f"WHERE {pos} > ? ORDER BY {pos} LIMIT ?")
+    bounds = sql.count("?") - 1  # the join and the log both start after ``after``
+    while True:
+        page = db.rows(sql, [after] * bounds + [PAGE])
+        for position, originator_id, version, topic, state, link in page:
+            yield Notification(id=int(position), originator_id=originator_id, originator_version=int(version),
+                               topic=topic, state=state), link
+        if len(page) < PAGE:
+            return
+        after = int(page[-1][0])
+
+
+def by_aggregate(app: Any, db: ViewDatabase) -> Iterator[tuple[str, int, int, Any]]:
+    """Every event as (aggregate, version, position, state), ordered by aggregate and version."""
+    table, pos = events_table(app, db)
+    first = (f"SELECT originator_id, originator_version, {pos}, state FROM {table} "
+             "ORDER BY originator_id, originator_version LIMIT ?")
+    rest = (f"SELECT originator_id, originator_version, {pos}, state FROM {table} "
+            "WHERE (originator_id, originator_version) > (?, ?) ORDER BY originator_id, originator_version LIMIT ?")
+    page = db.rows(first, [PAGE])
+    while True:
+        for aggregate, version, position, state in page:
+            yield aggregate, int(version), int(position), state
+        if len(page) < PAGE:
+            return
+        page = db.rows(rest, [page[-1][0], page[-1][1], PAGE])
+
+
+def linked_but_missing(app: Any, db: ViewDatabase) -> Iterator[int]:
+    """Positions that have a link but no event (deleted events), in order."""
+    if not has_chain(db):
+        return
+    table, pos = events_table(app, db)
+    after = 0
+    while True:
+        page = db.rows(f"SELECT c.position FROM audit_chain c LEFT JOIN {table} e ON e.{pos} = c.position "
+                       f"WHERE e.{pos} IS NULL AND c.position > ? ORDER BY c.position LIMIT ?", [after, PAGE])
+        yield from (int(p) for (p,) in page)
+        if len(page) < PAGE:
+            return
+        after = int(page[-1][0])
+
+
+def link_at(db: ViewDatabase, position: int) -> str | None:
+    if not has_chain(db):
+        return None
+    rows = db.rows("SELECT link FROM audit_chain WHERE position = ?", [position])
+    return rows[0][0] if rows else None
+
+
+def chain_head(db: ViewDatabase) -> int:
+    """The highest linked position (0: none)."""
+    if not has_chain(db):
+        return 0
+    return int(db.rows("SELECT MAX(position) FROM audit_chain")[0][0] or 0)
