@@ -10,6 +10,7 @@ CODES: dict[str, str] = {
     # input and ordering (§11, §12)
     "validation_error": "the command is not well formed",
     "out_of_order": "the command's `at` is earlier than the account's last event (T1, I6)",
+    "future_time": "the instant is later than the ledger's clock plus the allowance (T4)",
     "command_id_conflict": "the command_id was used before with different content (T2)",
     "conflict": "another writer changed the same account at the same time; retry (M6)",
     # accounts (M1-M9)

@@ -130,7 +130,7 @@ class Run:
         before_platform = state_of(self.app.platform())
         before_max = self.app.recorder.max_notification_id() or 0
         self.saved = {}
-        results = self.app.apply(cmds, self.book.now)
+        results = self.app.apply(cmds, self.book.now, self.book.latest)
         assert len(results) == len(cmds)
         self.log.extend(zip(cmds, results))
         for cmd, result in zip(cmds, results):
