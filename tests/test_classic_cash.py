@@ -7,7 +7,6 @@ of it) negative.  Every test runs on SQLite and on PostgreSQL.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 from datetime import timedelta
 from decimal import Decimal
@@ -15,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.account import Account
 from tests import pg
 from tests.helpers import T0, D, Ledger
+from tests.test_properties import COMMON, HUNT  # the same hunt switch and settings
 
 ZERO = D(0)
 
@@ -227,12 +227,6 @@ def classic_example(env: dict[str, str], data: st.DataObject, steps: int) -> Non
                 check_classic(book.account(account), platform)
     finally:
         book.close()
-
-
-HUNT = int(os.environ.get("LEDGER_PROPERTY_EXAMPLES", "0"))
-COMMON = dict(deadline=None, derandomize=not HUNT, print_blob=True,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                     HealthCheck.data_too_large])
 
 
 @settings(max_examples=HUNT or 40, **COMMON)
