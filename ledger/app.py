@@ -202,10 +202,11 @@ class LedgerApp(Application[str]):
     def _execute(self, uow: UnitOfWork, obj: Any, now: Callable[[], datetime], latest: datetime) -> Result:
         try:
             cmd = parse_command(obj)
-            at = cmd.at or now()
-            check_not_future(at, latest)  # T4
+            if cmd.at is not None:
+                check_not_future(cmd.at, latest)  # T4; without `at` a command takes the clock
         except LedgerError as error:
             return rejected(error)
+        at = cmd.at or now()
         uow.begin(at)  # from here on, a rejection rolls back exactly this command
         try:
             if cmd.command_id is not None:
