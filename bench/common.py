@@ -49,6 +49,11 @@ def drop(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{env["POSTGRES_DBNAME"]}" WITH (FORCE)')
 
 
+def wall_clock() -> datetime:
+    """The ledger's clock: every set-up command carries its `at`, all in its past (T4)."""
+    return datetime.now(timezone.utc)
+
+
 def open_app(url: str) -> LedgerApp:
     return LedgerApp.open(persistence_env(url))
 
@@ -66,7 +71,7 @@ def apply_all(app: LedgerApp, cmds: Iterable[dict[str, Any]], total: int = 0, pr
     """Apply commands in chunks of whole transactions; every one must be accepted."""
     done, it = 0, iter(cmds)
     while chunk := list(islice(it, CHUNK)):
-        for cmd, result in zip(chunk, app.apply(chunk, lambda: START)):
+        for cmd, result in zip(chunk, app.apply(chunk, wall_clock)):
             if not result["ok"]:
                 raise RuntimeError(f"set-up command rejected: {cmd} -> {result['error']}")
         done += len(chunk)

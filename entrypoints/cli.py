@@ -3,9 +3,10 @@ application and prints; people's output with Rich, machine output with --json.""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
@@ -16,6 +17,7 @@ from rich.table import Table
 from ledger.app import BATCH_SIZE, LedgerApp
 from ledger.commands import _timestamp
 from ledger.errors import LedgerError
+from ledger.horizon import FUTURE_ALLOWANCE, check_not_future
 from ledger.money import fmt
 from ledger.render import dumps, event_dict, plain, rfc3339
 from ledger.store import DEFAULT_URL, StoreError, persistence_env, redact
@@ -42,6 +44,38 @@ class State:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+MAX_FUTURE_ALLOWANCE = 86_400  # seconds: a day of clock skew is a broken clock, not skew
+
+
+def future_allowance() -> timedelta:
+    """T4: how far ahead of this machine's clock an instant may lie, in whole seconds, from
+    LEDGER_FUTURE_ALLOWANCE_SECONDS (default 60)."""
+    raw = os.environ.get("LEDGER_FUTURE_ALLOWANCE_SECONDS")
+    if raw is None:
+        return FUTURE_ALLOWANCE
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 6 and int(text) <= MAX_FUTURE_ALLOWANCE):
+        fail(f"LEDGER_FUTURE_ALLOWANCE_SECONDS: {raw!r} is not a whole number of seconds from 0 to {MAX_FUTURE_ALLOWANCE}")
+    return timedelta(seconds=int(text))
+
+
+def latest_clock() -> Callable[[], datetime]:
+    """T4: the latest instant the ledger accepts, as the clock moves: now plus the allowance."""
+    allowance = future_allowance()
+    return lambda: utcnow() + allowance
+
+
+def run_time(value: Optional[str], option: str) -> datetime:
+    """The instant a run stands for: ``value`` (default now), never from the future (T4)."""
+    latest = latest_clock()
+    at = parse_time(value, option) or utcnow()
+    try:
+        check_not_future(at, latest())
+    except LedgerError as error:
+        fail(f"{option}: {error.message}")
+    return at
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -165,12 +199,13 @@ def decode(line: str) -> Any:
 def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines commands; - is standard input")) -> None:
     """Apply JSON Lines commands (§12); print one JSON result per line.  Exit 0 all ok, 1 any rejected, 2 unusable input."""
     any_rejected = False
+    latest = latest_clock()
     with opened() as app, fewer_collections():
         batch: list[Any] = []
 
         def flush() -> None:
             nonlocal any_rejected
-            results = app.apply(batch, utcnow)
+            results = app.apply(batch, utcnow, latest)
             any_rejected |= not all(result["ok"] for result in results)
             # results are plain data already (ledger.render): one write per batch
             sys.stdout.write("".join(json.dumps(result, separators=(",", ":")) + "\n" for result in results))
@@ -306,7 +341,7 @@ def interest_run(
     """Charge every hour ≤ T not yet charged, exactly once; the events carry at = T."""
     from workers.interest import run_interest
 
-    run_at = parse_time(hour, "--hour") or utcnow()
+    run_at = run_time(hour, "--hour")
     with opened() as app:
         run = with_progress("charging interest", as_json, lambda progress: run_interest(app, run_at, progress=progress))
     charges = [plain(vars(c)) for c in run.charges]
@@ -333,7 +368,7 @@ def repayment_run(
     """Sweep the last 5-minute mark ≤ T once: forced repayment (quota, platform), liquidation, alerts."""
     from workers.sweep import run_sweep
 
-    run_at = parse_time(at, "--at") or utcnow()
+    run_at = run_time(at, "--at")
     with opened() as app:
         run = with_progress("sweeping", as_json, lambda progress: run_sweep(app, run_at, progress=progress))
     if as_json:

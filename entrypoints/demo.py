@@ -21,6 +21,12 @@ from ledger.views import account_view
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 
 
+def wall_clock() -> datetime:
+    """The ledger's clock: the demo's story (every command carries its `at`) lies in its past,
+    so no instant is from the future (T4)."""
+    return datetime.now(timezone.utc)
+
+
 def at(minutes: int) -> str:
     return (START + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
 
@@ -107,7 +113,7 @@ def crash_step(app: LedgerApp, out: Console) -> None:
 
     out.rule(f"[bold]{len(STEPS) + 2}. BTC crashes to 45,000; the 10:10 sweep liquidates the bot: its long is closed at mark and what its assets cannot cover goes to the insurance fund (L3)")
     crash = {"type": "set_price", "currency": "BTC", "price": "45000", "at": CRASH_AT.isoformat()}
-    for e in app.apply([crash], lambda: CRASH_AT)[0]["events"]:
+    for e in app.apply([crash], wall_clock)[0]["events"]:
         out.print(f"   [green]✓ {e['type']}[/green] " + ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "at")), highlight=False)
     print_account(account_view(app.account("alice-bot"), app.platform(), app.platform_owed))
     run = run_sweep(app, CRASH_AT)
@@ -144,7 +150,7 @@ def run(db_url: str, out: Console, opened: Callable[[str], ContextManager[Ledger
     with opened(db_url) as app:
         for number, (title, commands, shown) in enumerate(STEPS, 1):
             out.rule(f"[bold]{number}. {title}")
-            for command, result in zip(commands, app.apply(commands, lambda: START)):
+            for command, result in zip(commands, app.apply(commands, wall_clock)):
                 label = command["type"] + " " + " ".join(f"{k}={v}" for k, v in command.items() if k not in ("type", "at"))
                 out.print(f"[cyan]→ {label}[/cyan]", highlight=False)
                 if result["ok"]:

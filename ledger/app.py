@@ -26,6 +26,7 @@ from ledger.cache import AggregateCache
 from ledger.commands import parse_command
 from ledger.errors import LedgerError
 from ledger.handlers import execute
+from ledger.horizon import FUTURE_ALLOWANCE, check_not_future
 from ledger.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog, pool_change
 from ledger.platform import PLATFORM_ID, Platform, default_parameters
 from ledger.render import result_events
@@ -160,12 +161,16 @@ class LedgerApp(Application[str]):
         return None
 
     # --- commands ----------------------------------------------------------------------------
-    def apply(self, objs: list[Any], now: Callable[[], datetime]) -> list[Result]:
-        """Apply decoded commands in order; ``now`` is the clock for commands without `at`."""
+    def apply(self, objs: list[Any], now: Callable[[], datetime],
+              latest: Callable[[], datetime] | None = None) -> list[Result]:
+        """Apply decoded commands in order; ``now`` is the clock for commands without `at`.
+        ``latest`` gives the latest `at` accepted (T4: the clock plus the allowance), read once
+        per batch; by default ``now()`` plus ``FUTURE_ALLOWANCE``."""
+        horizon = latest or (lambda: now() + FUTURE_ALLOWANCE)
         results: list[Result] = []
         for start in range(0, len(objs), BATCH_SIZE):
-            batch = objs[start:start + BATCH_SIZE]
-            results.extend(self.transact(batch, lambda uow, obj: self._execute(uow, obj, now), referenced(batch)))
+            batch, limit = objs[start:start + BATCH_SIZE], horizon()
+            results.extend(self.transact(batch, lambda uow, obj: self._execute(uow, obj, now, limit), referenced(batch)))
         return results
 
     def transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
@@ -194,9 +199,11 @@ class LedgerApp(Application[str]):
             return [r for item in items for r in self.transact([item], step)]
         return [rejected(LedgerError("conflict", "other writers kept changing the same accounts; retry"))]
 
-    def _execute(self, uow: UnitOfWork, obj: Any, now: Callable[[], datetime]) -> Result:
+    def _execute(self, uow: UnitOfWork, obj: Any, now: Callable[[], datetime], latest: datetime) -> Result:
         try:
             cmd = parse_command(obj)
+            if cmd.at is not None:
+                check_not_future(cmd.at, latest)  # T4; without `at` a command takes the clock
         except LedgerError as error:
             return rejected(error)
         at = cmd.at or now()

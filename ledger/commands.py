@@ -35,7 +35,7 @@ _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
 )
 MAX_TIERS = 20
-MAX_PERMISSIONS = 4
+MAX_PERMISSIONS = 5  # M9: read, spot, futures, transfer, withdraw
 
 
 def _decimal_string(value: Any) -> Decimal:
@@ -77,7 +77,7 @@ Currency = Annotated[str, Field(pattern=CURRENCY_PATTERN)]
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN)]
 VipLevel = Annotated[int, Field(ge=0, le=12, strict=True)]
 Wallet = Literal["spot", "futures", "unified"]
-Permission = Literal["read", "spot", "futures", "transfer"]
+Permission = Literal["read", "spot", "futures", "transfer", "withdraw"]
 
 
 class Command(BaseModel):

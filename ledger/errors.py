@@ -10,6 +10,7 @@ CODES: dict[str, str] = {
     # input and ordering (§11, §12)
     "validation_error": "the command is not well formed",
     "out_of_order": "the command's `at` is earlier than the account's last event (T1, I6)",
+    "future_time": "the instant is later than the ledger's clock plus the allowance (T4)",
     "command_id_conflict": "the command_id was used before with different content (T2)",
     "conflict": "another writer changed the same account at the same time; retry (M6)",
     # accounts (M1-M9)
@@ -29,7 +30,7 @@ CODES: dict[str, str] = {
     "api_key_exists": "an API key with this id exists (M9)",
     "unknown_api_key": "no API key has this id (M9)",
     "api_key_wrong_account": "the API key belongs to another account (M9)",
-    "api_key_forbidden": "the API key lacks the permission this command needs (M9)",
+    "api_key_forbidden": "no API key may record this command, or the key lacks the permission it needs (M9, M10)",
     "api_key_not_unified": "a unified account needs an API key with the unified option (M9)",
     # money (W1-W4)
     "unknown_currency": "the currency is not registered (W1)",

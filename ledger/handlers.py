@@ -21,10 +21,19 @@ from ledger.unit_of_work import UnitOfWork
 Handler = Callable[[UnitOfWork, c.Command, datetime], None]
 HANDLERS: dict[type[c.Command], Handler] = {}
 
-# M9: what an API key must allow for each command; commands not listed refuse API keys.
-PERMISSIONS: dict[type[c.Command], str] = {
-    c.Deposit: "transfer", c.Withdraw: "transfer", c.Transfer: "transfer",
-    c.Borrow: "spot", c.Repay: "spot",
+# M10: what an API key must hold for each command (any one of the set).  Orders need their
+# market's permission (see required_permissions).  Every other command refuses API keys:
+# deposits, fills, whitelist entries, risk assessments, activations and platform commands are
+# facts from the exchange's own services (FACTS); opening accounts, switching modes and
+# creating keys are internal administration.
+TRADING = frozenset({"spot", "futures"})
+PERMISSIONS: dict[type[c.Command], frozenset[str]] = {
+    c.Transfer: frozenset({"transfer"}), c.Withdraw: frozenset({"withdraw"}),
+    c.Borrow: TRADING, c.Repay: TRADING,
+}
+FACTS: dict[type[c.Command], str] = {
+    c.Deposit: "deposits", c.FillOrder: "fills", c.Whitelist: "whitelist entries",
+    c.CompleteRiskAssessment: "risk assessments", c.ActivateUnified: "activations",
 }
 
 
@@ -42,31 +51,38 @@ def execute(uow: UnitOfWork, cmd: c.Command, at: datetime) -> None:
     HANDLERS[type(cmd)](uow, cmd, at)
 
 
-def required_permission(cmd: c.Command, acct: Account) -> str | None:
-    """M9: the permission a key needs for ``cmd`` on ``acct``; None: no key may do it."""
+def required_permissions(cmd: c.Command, acct: Account) -> frozenset[str]:
+    """M10: the permissions of which a key needs one for ``cmd`` on ``acct``; empty: no key
+    may do it."""
     if isinstance(cmd, c.PlaceOrder):
-        return cmd.market
-    if isinstance(cmd, (c.CancelOrder, c.FillOrder)):
-        return acct.open_order(cmd.order_id)["market"]
-    return PERMISSIONS.get(type(cmd))
+        return frozenset({cmd.market})
+    if isinstance(cmd, c.CancelOrder):
+        return frozenset({acct.open_order(cmd.order_id)["market"]})
+    return PERMISSIONS.get(type(cmd), frozenset())
 
 
 def check_api_key(uow: UnitOfWork, cmd: c.Command) -> None:
-    """M9: the key belongs to the command's account, allows the command, and is unified
+    """M9, M10: the key belongs to the command's account, allows the command, and is unified
     when the account is."""
     key = uow.api_key(cmd.api_key or "")
     if key is None:
         raise LedgerError("unknown_api_key", f"no API key {cmd.api_key}")
+    action = cmd.type.replace("_", " ")
     owner = cmd.accounts[0] if cmd.accounts else None
     if owner is None:
-        raise LedgerError("api_key_forbidden", f"API keys may not {cmd.type.replace('_', ' ')}: platform commands are internal")
+        raise LedgerError("api_key_forbidden", f"API keys may not {action}: platform commands are internal")
     if key.account != owner:
         raise LedgerError("api_key_wrong_account", f"API key {key.key_id} belongs to {key.account}, not {owner}")
+    if type(cmd) in FACTS:
+        raise LedgerError("api_key_forbidden", f"API keys may not {action}: {FACTS[type(cmd)]} are facts "
+                                               "from the exchange's own services (M10)")
     acct = uow.account(key.account)
     permissions = acct.api_keys[key.key_id]["permissions"]
-    needed = required_permission(cmd, acct)
-    if needed is None or needed not in permissions:
-        raise LedgerError("api_key_forbidden", f"API key {key.key_id} may not {cmd.type.replace('_', ' ')}")
+    needed = required_permissions(cmd, acct)
+    if not needed.intersection(permissions):
+        wants = " or ".join(sorted(needed))
+        why = f"it needs the {wants} permission" if needed else "this is internal administration"
+        raise LedgerError("api_key_forbidden", f"API key {key.key_id} may not {action}: {why}")
     if acct.mode == UNIFIED and not acct.api_keys[key.key_id]["unified"]:
         raise LedgerError("api_key_not_unified", f"{acct.account} is unified; key {key.key_id} lacks the unified option")
 

@@ -91,7 +91,8 @@ def next_position(qty: Decimal, entry: Decimal, delta: Decimal, price: Decimal) 
 
 
 def fill_order(acct: Account, cmd: FillOrder, platform: Platform, at: datetime) -> None:
-    """O2: a fill is a fact: never refused for lack of funds; unified shortfalls are borrowed."""
+    """O2: a fill is a fact: in unified mode never refused for lack of funds (shortfalls are
+    borrowed, B1); in classic mode it must be paid without any cash going negative (W5)."""
     order = acct.open_order(cmd.order_id)
     remaining = order["qty"] - order["filled_qty"]
     if cmd.qty > remaining:
@@ -118,6 +119,27 @@ def _released(order: dict, full: bool, partial: Decimal) -> Decimal:
     return order["hold"] if full else min(order["hold"], partial)
 
 
+def check_classic_fill(acct: Account, order: dict, cash: dict[str, Decimal], released: Decimal,
+                       platform: Platform) -> None:
+    """W5: in classic mode no cash balance goes below zero.  What a fill takes from the
+    order's wallet (a buy's cost, a fee, a futures loss) is paid from the hold the fill
+    releases plus the wallet's available cash (W4); what they cannot pay is
+    ``insufficient_balance``, and the fill records nothing.  Available cash never goes
+    below zero either, so the holds of the other open orders stay covered."""
+    wallet = order["wallet"]
+    for currency, delta in sorted(cash.items()):
+        if delta >= 0:
+            continue
+        freed = released if currency == order["hold_currency"] else ZERO
+        available = acct.available(currency, platform, wallet)
+        if -delta > freed + available:
+            raise LedgerError(
+                "insufficient_balance",
+                f"{acct.account}'s {wallet} wallet cannot pay this fill: it takes {fmt(-delta)} {currency}, "
+                f"the order releases {fmt(freed)} and {fmt(max(available, ZERO))} more is available (W5)",
+            )
+
+
 def _fill_spot(acct: Account, cmd: FillOrder, order: dict, base: str, places: int,
                full: bool, unified: bool, platform: Platform, at: datetime) -> None:
     if order["side"] == "buy":
@@ -131,6 +153,7 @@ def _fill_spot(acct: Account, cmd: FillOrder, order: dict, base: str, places: in
         released = _released(order, full, cmd.qty)
         out_currency, out_amount, received, inflow = base, cmd.qty, QUOTE, proceeds - cmd.fee
     if not unified:
+        check_classic_fill(acct, order, cash, released, platform)
         acct.order_filled(cmd.order_id, cmd.qty, cmd.price, cmd.fee, cash, released, None, ZERO, at)
         return
     # B1: split the shortfall into what the trade needs (spot) and what the fee adds (fee)
@@ -155,6 +178,8 @@ def _fill_futures(acct: Account, cmd: FillOrder, order: dict, places: int,
     remaining = order["qty"] - order["filled_qty"]
     released = _released(order, full, round_up(order["hold"] * cmd.qty / remaining, places))  # pro rata
     cash = {QUOTE: realized - cmd.fee} if realized != cmd.fee else {}
+    if not unified:
+        check_classic_fill(acct, order, cash, released, platform)
     acct.order_filled(cmd.order_id, cmd.qty, cmd.price, cmd.fee, cash, released,
                       [new_qty, new_entry], realized, at)
     if unified:

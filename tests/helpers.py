@@ -7,10 +7,20 @@ from typing import Any
 
 from ledger.account import Account
 from ledger.app import LedgerApp
+from ledger.horizon import FUTURE_ALLOWANCE
 from ledger.platform import Platform
 from ledger.views import account_view
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+# T4: the tests' ledgers run with a fixed clock, "today", so that no test depends on the real
+# one; every instant a test records lies before it (tests of T4 move it).
+WALL = datetime(2026, 12, 1, tzinfo=timezone.utc)
+
+
+def latest() -> datetime:
+    """T4: the latest instant the tests' ledgers accept: their fixed clock plus the default
+    allowance (pass it as ``latest`` to ``LedgerApp.apply``)."""
+    return WALL + FUTURE_ALLOWANCE
 
 
 def at(minutes: float = 0) -> str:
@@ -21,24 +31,28 @@ def at(minutes: float = 0) -> str:
 class Ledger:
     """A LedgerApp with a clock that moves one second per command unless `at` is given."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], wall: datetime = WALL) -> None:
         self.env = env
         self.app = LedgerApp(env=env)
         self.clock = T0
+        self.wall = wall  # T4: the ledger's clock, for the latest instant it accepts
 
     def close(self) -> None:
         self.app.close()
 
     def reopen(self) -> "Ledger":
         """A second application on the same store (another process, or after a restart)."""
-        return Ledger(self.env)
+        return Ledger(self.env, self.wall)
+
+    def latest(self) -> datetime:
+        return self.wall + FUTURE_ALLOWANCE
 
     def now(self) -> datetime:
         self.clock += timedelta(seconds=1)
         return self.clock
 
     def apply(self, *cmds: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.app.apply(list(cmds), self.now)
+        return self.app.apply(list(cmds), self.now, self.latest)
 
     def ok(self, cmd: dict[str, Any]) -> list[dict[str, Any]]:
         """Apply one command that must succeed; return its events."""

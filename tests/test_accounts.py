@@ -28,6 +28,13 @@ def deposit(account: str, amount: str, currency: str = "USDT", **extra: Any) -> 
     return {"type": "deposit", "account": account, "currency": currency, "amount": amount, **extra}
 
 
+def withdraw(account: str, amount: str, currency: str = "USDT", **extra: Any) -> dict[str, Any]:
+    return {"type": "withdraw", "account": account, "currency": currency, "amount": amount, **extra}
+
+
+ALL_PERMISSIONS = ["read", "spot", "futures", "transfer", "withdraw"]
+
+
 def api_key(account: str, key_id: str, permissions: list[str], unified: bool = False) -> dict[str, Any]:
     return {"type": "create_api_key", "account": account, "key_id": key_id,
             "unified": unified, "permissions": permissions}
@@ -524,19 +531,20 @@ def keyed_family(ledger: Ledger) -> None:
     ledger.open("sub", parent="alice")
     ledger.ok(deposit("alice", "100"))
     ledger.ok(deposit("sub", "100"))
-    ledger.ok(api_key("alice", "mk", ["read", "spot", "futures", "transfer"]))
-    ledger.ok(api_key("sub", "sk", ["read", "spot", "futures", "transfer"], unified=True))
+    ledger.ok(api_key("alice", "mk", ALL_PERMISSIONS))
+    ledger.ok(api_key("sub", "sk", ALL_PERMISSIONS, unified=True))
 
 
 def test_api_key_allows_what_it_permits(ledger: Ledger) -> None:
-    """M9: a key of the command's account holding the permission works."""
+    """M9, M10: a key of the command's account holding the permission works.  (Deposits,
+    which an API key may no longer record (M10), were replaced by withdrawals.)"""
     keyed_family(ledger)
-    ledger.ok(deposit("alice", "5", api_key="mk"))
-    ledger.ok(deposit("sub", "5", api_key="sk"))
+    ledger.ok(withdraw("alice", "5", api_key="mk"))
+    ledger.ok(withdraw("sub", "5", api_key="sk"))
     ledger.ok({"type": "transfer", "from_account": "sub", "to_account": "alice", "currency": "USDT",
                "amount": "1", "api_key": "sk"})
-    assert ledger.cash("alice", "USDT") == D(106)
-    assert ledger.cash("sub", "USDT") == D(104)
+    assert ledger.cash("alice", "USDT") == D(96)
+    assert ledger.cash("sub", "USDT") == D(94)
 
 
 def test_unknown_api_key(ledger: Ledger) -> None:
@@ -589,21 +597,23 @@ def test_account_admin_commands_refuse_api_keys(ledger: Ledger, command: dict[st
     ledger.open("alice")
     ledger.ok(flags(whitelist_required=False))
     assess(ledger, "alice")
-    ledger.ok(api_key("alice", "all", ["read", "spot", "futures", "transfer"], unified=True))
+    ledger.ok(api_key("alice", "all", ALL_PERMISSIONS, unified=True))
     ledger.reject({**command, "api_key": "all"}, "api_key_forbidden")
 
 
 def test_non_unified_key_on_unified_account(ledger: Ledger) -> None:
-    """M9: a key created while classic stops working once the account is unified."""
+    """M9: a key created while classic stops working once the account is unified.  (With
+    withdrawals: no key may record a deposit, M10.)"""
     ledger.open("alice")
     whitelist(ledger, "alice")
     assess(ledger, "alice")
-    ledger.ok(api_key("alice", "plain", ["transfer"]))
-    ledger.ok(api_key("alice", "uni", ["transfer"], unified=True))
-    ledger.ok(deposit("alice", "5", api_key="plain"))
+    ledger.ok(deposit("alice", "20"))
+    ledger.ok(api_key("alice", "plain", ["withdraw"]))
+    ledger.ok(api_key("alice", "uni", ["withdraw"], unified=True))
+    ledger.ok(withdraw("alice", "5", api_key="plain"))
     ledger.ok(switch("alice", "unified"))
-    ledger.reject(deposit("alice", "5", api_key="plain"), "api_key_not_unified")
-    ledger.ok(deposit("alice", "5", api_key="uni"))
+    ledger.reject(withdraw("alice", "5", api_key="plain"), "api_key_not_unified")
+    ledger.ok(withdraw("alice", "5", api_key="uni"))
     assert ledger.cash("alice", "USDT") == D(10)
 
 
@@ -644,3 +654,94 @@ def test_api_key_bad_permissions(ledger: Ledger, permissions: list[str]) -> None
 def test_api_key_for_unknown_account(ledger: Ledger) -> None:
     """M9: a key for an account that does not exist is unknown_account."""
     ledger.reject(api_key("ghost", "k1", ["read"]), "unknown_account")
+
+
+# --- M10: what a key may do -----------------------------------------------------------------------
+def test_a_subs_own_transfer_key_cannot_mint_a_deposit(ledger: Ledger) -> None:
+    """M10, issue 13 as written: a sub-account's own key with `transfer` recorded
+    `deposit 1,000,000` from nowhere.  A deposit is a fact from the exchange's wallet service:
+    any key, even one with every permission, is api_key_forbidden and nothing is recorded."""
+    eligible_master(ledger, "alice")
+    ledger.open("sub", parent="alice")
+    ledger.ok(api_key("sub", "sub-transfer", ["transfer"]))
+    ledger.ok(api_key("sub", "sub-all", ALL_PERMISSIONS))
+    for key in ("sub-transfer", "sub-all"):
+        error = ledger.reject(deposit("sub", "1000000", api_key=key), "api_key_forbidden")
+        assert "deposit" in error["message"]
+        ledger.reject(deposit("sub", "1000000", wallet="futures", api_key=key), "api_key_forbidden")
+    assert ledger.account("sub").wallets == {"spot": {}, "futures": {}}
+    assert [type(e).__name__ for e in ledger.events("sub")] == ["AccountOpened", "ApiKeyCreated", "ApiKeyCreated"]
+    ledger.ok(deposit("sub", "1000000"))  # the wallet service itself (no key) still can
+    assert ledger.cash("sub", "USDT") == D(1000000)
+
+
+@pytest.mark.parametrize("command", [
+    {"type": "deposit", "account": "alice", "currency": "USDT", "amount": "5"},
+    {"type": "fill_order", "account": "alice", "order_id": "o1", "qty": "1", "price": "10"},
+    {"type": "whitelist", "account": "alice"},
+    {"type": "complete_risk_assessment", "account": "alice", **ASSESS},
+    {"type": "activate_unified", "account": "alice"},
+    {"type": "set_price", "currency": "BTC", "price": "20"},
+    {"type": "register_currency", "currency": "XRP", "precision": 2},
+    {"type": "set_interest_rate", "currency": "USDT", "hourly_rate": "0.5"},
+    {"type": "set_borrow_quota", "currency": "USDT", "amount": "100000000"},
+    {"type": "set_platform_flags", "whitelist_required": True},
+])
+def test_facts_refuse_every_api_key(ledger: Ledger, command: dict[str, Any]) -> None:
+    """M10: deposits, fills, whitelist entries, risk assessments, activations and every platform
+    command come from the exchange's own services: a key with every permission is refused."""
+    ledger.open("alice")
+    ledger.ok(flags(whitelist_required=False))
+    assess(ledger, "alice")
+    ledger.ok(deposit("alice", "100"))
+    ledger.price("BTC", "10")
+    ledger.ok(spot_order("alice", "o1"))
+    ledger.ok(api_key("alice", "all", ALL_PERMISSIONS))
+    ledger.reject({**command, "api_key": "all"}, "api_key_forbidden")
+    ledger.ok(command)  # the same command without a key is the service's own: accepted
+
+
+def test_withdraw_needs_the_withdraw_permission(ledger: Ledger) -> None:
+    """M10: `withdraw` needs `withdraw`; `transfer` needs `transfer`; neither stands in for
+    the other."""
+    ledger.open("alice")
+    ledger.open("sub", parent="alice")
+    ledger.ok(deposit("alice", "100"))
+    ledger.ok(api_key("alice", "t", ["read", "spot", "futures", "transfer"]))
+    ledger.ok(api_key("alice", "w", ["withdraw"]))
+    move = {"type": "transfer", "from_account": "alice", "to_account": "sub", "currency": "USDT", "amount": "10"}
+    error = ledger.reject(withdraw("alice", "10", api_key="t"), "api_key_forbidden")
+    assert "withdraw permission" in error["message"]
+    ledger.reject({**move, "api_key": "w"}, "api_key_forbidden")
+    ledger.ok(withdraw("alice", "10", api_key="w"))
+    ledger.ok({**move, "api_key": "t"})
+    assert (ledger.cash("alice", "USDT"), ledger.cash("sub", "USDT")) == (D(80), D(10))
+    assert ledger.account("alice").api_keys["w"] == {"unified": False, "permissions": ["withdraw"]}
+
+
+@pytest.mark.parametrize("permission", ["spot", "futures"])
+def test_borrow_and_repay_need_spot_or_futures(ledger: Ledger, permission: str) -> None:
+    """M10: `borrow` and `repay` need `spot` or `futures`; read, transfer, withdraw do not do."""
+    ledger.unified_master("alice", {"USDT": "1000"})
+    ledger.ok(api_key("alice", "k", [permission], unified=True))
+    ledger.ok(api_key("alice", "other", ["read", "transfer", "withdraw"], unified=True))
+    borrow = {"type": "borrow", "account": "alice", "currency": "USDT", "amount": "100"}
+    repay = {"type": "repay", "account": "alice", "currency": "USDT", "amount": "40"}
+    error = ledger.reject({**borrow, "api_key": "other"}, "api_key_forbidden")
+    assert "futures or spot permission" in error["message"]
+    ledger.ok({**borrow, "api_key": "k"})
+    ledger.reject({**repay, "api_key": "other"}, "api_key_forbidden")
+    ledger.ok({**repay, "api_key": "k"})
+    assert ledger.liability("alice", "USDT") == D(60)
+
+
+def test_a_fill_by_key_is_refused_even_with_the_markets_permission(ledger: Ledger) -> None:
+    """M10: a fill is reported by the matching engine; an order's own key may place and
+    cancel it, never fill it."""
+    ledger.open("alice")
+    ledger.ok(deposit("alice", "100"))
+    ledger.ok(api_key("alice", "k", ["spot"]))
+    ledger.ok(spot_order("alice", "o1", api_key="k"))
+    ledger.reject({**fill("alice", "o1", "1", "10"), "api_key": "k"}, "api_key_forbidden")
+    assert ledger.account("alice").orders["o1"]["filled_qty"] == D(0)
+    ledger.ok({"type": "cancel_order", "account": "alice", "order_id": "o1", "api_key": "k"})

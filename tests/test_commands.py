@@ -224,7 +224,7 @@ def test_non_object_inputs_through_the_application(ledger: Ledger) -> None:
     ledger.open("alice")
     before = ledger.app.recorder.max_notification_id()
     inputs: list[Any] = ["deposit", 5, 1.5, None, True, [], [deposit()], deposit(amount="7"), {}]
-    results = ledger.app.apply(inputs, ledger.now)
+    results = ledger.app.apply(inputs, ledger.now, ledger.latest)
     assert len(results) == len(inputs)
     codes = [r["error"]["code"] if not r["ok"] else "ok" for r in results]
     assert codes == ["validation_error"] * 7 + ["ok", "validation_error"]
@@ -250,7 +250,7 @@ def test_json_decoded_lines(ledger: Ledger) -> None:
         '"open_account"',
         '{"type": "deposit", "account": "alice", "currency": "USDT", "amount": "NaN"}',
     ]
-    results = ledger.app.apply([json.loads(line) for line in lines], ledger.now)
+    results = ledger.app.apply([json.loads(line) for line in lines], ledger.now, ledger.latest)
     assert [r["ok"] for r in results] == [True, False, True, False, False, False]
     assert {r["error"]["code"] for r in results if not r["ok"]} == {"validation_error"}
     assert ledger.cash("alice", "USDT") == D("10.5")

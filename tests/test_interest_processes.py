@@ -17,6 +17,7 @@ import pytest
 from ledger.app import LedgerApp
 from ledger.store import persistence_env
 from tests import pg
+from tests.helpers import latest
 from workers.scheduler import JOB_DEFAULTS, Jobs, build_scheduler
 
 START = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -42,7 +43,7 @@ def indebted_accounts(url: str, count: int) -> None:
                  {"type": "borrow", "account": a, "currency": "USDT", "amount": "1000", "at": stamp(30)}]
     app = LedgerApp.open(persistence_env(url))
     try:
-        results = app.apply(cmds, lambda: START)
+        results = app.apply(cmds, lambda: START, latest)
         assert all(r["ok"] for r in results)
     finally:
         app.close()

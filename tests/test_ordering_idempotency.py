@@ -292,7 +292,7 @@ def test_batch_mixing_good_and_bad_commands(ledger: Ledger) -> None:
         {"type": "complete_risk_assessment", "account": "alice", "score": 70,
          "agreements_version": "v2"},                                                    # ok
         {"type": "switch_mode", "account": "alice", "mode": "unified"},                  # ok
-        {"type": "create_api_key", "account": "sub", "key_id": "k1", "permissions": ["spot", "transfer"],
+        {"type": "create_api_key", "account": "sub", "key_id": "k1", "permissions": ["spot", "withdraw"],
          "unified": True},                                                               # ok (M8)
         {"type": "create_api_key", "account": "alice", "key_id": "k1", "permissions": ["read"]},  # api_key_exists
         {"type": "borrow", "account": "alice", "currency": "USDT", "amount": "50"},      # ok
@@ -339,7 +339,7 @@ def test_batch_mixing_good_and_bad_commands(ledger: Ledger) -> None:
         assert alice.api_keys == {}
         assert sub.wallets == {"unified": {"USDT": D(200)}}
         assert sub.liabilities() == {}
-        assert sub.api_keys == {"k1": {"unified": True, "permissions": ["spot", "transfer"]}}
+        assert sub.api_keys == {"k1": {"unified": True, "permissions": ["spot", "withdraw"]}}
         assert list(sub.orders) == ["o1"] and sub.orders["o1"]["hold"] == D(100)
         assert store.platform().prices["BTC"] == D(100)
         assert store.app.platform_owed("USDT") == D(50)

@@ -220,17 +220,21 @@ def test_unknown_order(ledger: Ledger) -> None:
     ledger.reject({"type": "cancel_order", "account": "bob", "order_id": "o1"}, "unknown_order")
 
 
-def test_classic_fill_is_never_rejected_for_funds(ledger: Ledger) -> None:
-    """O2: a fill is a fact: a fee larger than the cash leaves a negative classic balance."""
+def test_classic_fill_fee_beyond_cash_is_refused(ledger: Ledger) -> None:
+    """W5 (was O2 "a fee larger than the cash leaves a negative classic balance", which the
+    amended spec forbids): in classic mode a fill whose fee the hold plus the available cash
+    cannot pay is insufficient_balance; once the cash is there, the same fill is recorded."""
     ledger.open("alice")
     ledger.ok(deposit("alice", "USDT", "100"))
     ledger.ok(order("alice", "o1", "buy", "1", "100"))
+    ledger.reject(fill("alice", "o1", "1", "100", fee="2.5"), "insufficient_balance")
+    ledger.ok(deposit("alice", "USDT", "2.5"))
     [e] = ledger.ok(fill("alice", "o1", "1", "100", fee="2.5"))
     assert D(e["fee"]) == D("2.5")
-    assert ledger.cash("alice", "USDT") == D("-2.5")
+    assert ledger.cash("alice", "USDT") == D(0)
     assert ledger.cash("alice", "BTC") == D(1)
     assert ledger.events("alice", "Borrowed") == []  # no auto-borrow in classic
-    assert D(ledger.view("alice")["balances"]["USDT"]["available"]) == D("-2.5")
+    assert ledger.account("alice").available("USDT", ledger.platform()) == D(0)
 
 
 def test_fill_worse_than_the_limit_price_is_refused(ledger: Ledger) -> None:
@@ -347,15 +351,22 @@ def test_short_position_upl_sign(ledger: Ledger) -> None:
     assert D(ledger.view("alice")["positions"][0]["unrealized_pnl"]) == D(-3000)
 
 
-def test_classic_futures_loss_past_cash_is_recorded(ledger: Ledger) -> None:
-    """O2/O3: a closing fill's realised loss larger than the futures cash is still recorded."""
+def test_classic_futures_loss_past_cash_is_refused(ledger: Ledger) -> None:
+    """W5 (was O2/O3 "a realised loss larger than the futures cash is still recorded", which
+    left −1001 USDT; the amended spec forbids it): a closing fill whose realised loss and fee
+    the futures wallet cannot pay is insufficient_balance, the position stays open, and once
+    the wallet is funded the same fill is recorded."""
     ledger.open("alice")
     ledger.ok(deposit("alice", "USDT", "1000", wallet="futures"))
     ledger.ok(order("alice", "f1", "buy", "0.2", "50000", market="futures"))  # holds 1000
     ledger.ok(fill("alice", "f1", "0.2", "50000"))
-    ledger.ok(order("alice", "f2", "sell", "0.2", "40000", market="futures"))  # holds 800
-    ledger.ok(fill("alice", "f2", "0.2", "40000", fee="1"))  # −2000 realised, −1 fee
-    assert ledger.cash("alice", "USDT", "futures") == D(-1001)
+    ledger.ok(order("alice", "f2", "sell", "0.2", "40000", market="futures"))  # reducing: holds 0
+    ledger.reject(fill("alice", "f2", "0.2", "40000", fee="1"), "insufficient_balance")  # −2000 realised, −1 fee
+    assert ledger.cash("alice", "USDT", "futures") == D(1000)
+    assert position(ledger, "alice") == (D("0.2"), D(50000))
+    ledger.ok(deposit("alice", "USDT", "1001", wallet="futures"))
+    ledger.ok(fill("alice", "f2", "0.2", "40000", fee="1"))
+    assert ledger.cash("alice", "USDT", "futures") == D(0)
     assert position(ledger, "alice") is None
 
 

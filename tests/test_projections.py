@@ -185,7 +185,7 @@ class History:
         return rfc(self.t)
 
     def apply(self, *cmds: dict[str, Any]) -> list[dict[str, Any]]:
-        results = self.app.apply([{**c, "at": self.next_at()} for c in cmds], self.book.now)
+        results = self.app.apply([{**c, "at": self.next_at()} for c in cmds], self.book.now, self.book.latest)
         for c, r in zip(cmds, results):
             event(f"{c['type']}: {'ok' if r['ok'] else r['error']['code']}")
         return results
@@ -418,7 +418,7 @@ def build_world(ledger: Ledger, db: ViewDatabase | None = None) -> None:
     """The world; with ``db``, the views are caught up after every step (incremental)."""
     for kind, what in WORLD:
         if kind == "apply":
-            for result in ledger.app.apply(what, ledger.now):
+            for result in ledger.app.apply(what, ledger.now, ledger.latest):
                 assert result["ok"], result
         elif kind == "interest":
             assert run_interest(ledger.app, what).charges

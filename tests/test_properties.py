@@ -27,6 +27,8 @@ P7  B2/O2: a liability above the personal quota was pushed there only by a fill 
 P8  B2/B3: borrowing exactly the ``borrowable`` the account view shows is accepted; one
     tick (or one unit) more is refused with ``borrow_limit_exceeded`` /
     ``platform_limit_exceeded``.
+P9  W5: in classic mode no wallet balance is ever negative (tests/test_classic_cash.py
+    hunts for it with classic accounts only).
 
 Run on SQLite and on PostgreSQL (one fresh store per example).
 """
@@ -128,7 +130,7 @@ class Run:
         before_platform = state_of(self.app.platform())
         before_max = self.app.recorder.max_notification_id() or 0
         self.saved = {}
-        results = self.app.apply(cmds, self.book.now)
+        results = self.app.apply(cmds, self.book.now, self.book.latest)
         assert len(results) == len(cmds)
         self.log.extend(zip(cmds, results))
         for cmd, result in zip(cmds, results):
@@ -265,6 +267,9 @@ class Run:
             check_liabilities(acct, name)
             if acct.mode != UNIFIED:
                 assert not acct.liabilities(), f"classic {name} owes {acct.liabilities()}"
+                for wallet, balances in acct.wallets.items():  # P9
+                    for c, v in balances.items():
+                        assert v >= 0, f"classic {name}: {wallet} {c} cash {v} < 0 (W5)"
                 continue
             assert set(acct.wallets) == {"unified"}
             cash = acct.wallets["unified"]

@@ -145,7 +145,7 @@ def test_the_cache_is_bounded_and_keeps_nothing_from_a_batch_that_was_not_saved(
     def lose(*_: object, **__: object) -> None:
         raise IntegrityError("another writer got there first")
     monkeypatch.setattr(app, "save", lose)
-    [result] = app.apply([{"type": "deposit", "account": "e", "currency": "USDT", "amount": "1", "at": at(5)}], ledger.now)
+    [result] = app.apply([{"type": "deposit", "account": "e", "currency": "USDT", "amount": "1", "at": at(5)}], ledger.now, ledger.latest)
     assert result["error"]["code"] == "conflict" and "account/e" not in app.cache._entries
 
 

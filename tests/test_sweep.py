@@ -28,7 +28,7 @@ from ledger.money import fmt, round_down
 from ledger.platform import QUOTE
 from ledger.store import persistence_env
 from tests import pg
-from tests.helpers import D, T0, Ledger, at
+from tests.helpers import D, T0, Ledger, at, latest
 from ledger.sweep import needs_sweep, sweep_account
 from workers.sweep import run_sweep
 
@@ -481,7 +481,7 @@ def sweep_world(url: str, quota_accounts: int = 12) -> None:
              {"type": "set_platform_borrow_limit", "currency": "USDT", "amount": "15000", "at": at(3)}]
     app = LedgerApp.open(persistence_env(url))
     try:
-        results = app.apply(cmds, lambda: T0)
+        results = app.apply(cmds, lambda: T0, latest)
         assert all(r["ok"] for r in results), [r for r in results if not r["ok"]]
     finally:
         app.close()
