@@ -13,11 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from eventsourcing.persistence import PersistenceError
+
 from ledger.app import BATCH_SIZE, LedgerApp
 from ledger.commands import _timestamp
 from ledger.errors import LedgerError
 from ledger.money import fmt
 from ledger.render import dumps, event_dict, plain, rfc3339
+from ledger.retry import StoreUnavailable, describe
 from ledger.store import DEFAULT_URL, StoreError, persistence_env, redact
 from ledger.views import account_view
 from workers.gc_tuning import fewer_collections
@@ -62,6 +65,10 @@ def opened(url: Optional[str] = None) -> Iterator[LedgerApp]:
         fail(f"cannot open the store {redact(url)}: {str(error) or type(error).__name__}")
     try:
         yield app
+    except StoreUnavailable as error:  # retried already (ledger.retry): one line, exit 2
+        fail(str(error))
+    except PersistenceError as error:  # a store failure no retry cures: one line all the same
+        fail(f"the store failed: {type(error).__name__}: {describe(error)}")
     finally:
         app.close()
 

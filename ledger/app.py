@@ -2,10 +2,11 @@
 
 ``LedgerApp.apply(objs, now)`` takes decoded JSON commands and answers one result per
 command, in order.  A batch runs against in-memory aggregates (``UnitOfWork``) and is saved
-with one ``save()``: one transaction.  When another writer got there first the store refuses
-the batch (eventsourcing's ``IntegrityError`` on a duplicate aggregate version); the batch is
-then recomputed from fresh state, a bounded number of times, and at last split into single
-commands; a command that still cannot win answers ``conflict``.
+with one ``save()``: one transaction.  When the store refuses the batch for a reason a retry
+can cure (``ledger.retry``: another writer got there first, a deadlock, a lock or statement
+timeout, a lost connection) the batch is recomputed from fresh state, a bounded number of
+times with jittered backoff, and at last split into single commands; a command that still
+cannot win answers ``conflict``.  A store that stays unreachable raises ``StoreUnavailable``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import hashlib
 import json
 import random
 import time
+import types
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -29,10 +31,10 @@ from ledger.handlers import execute
 from ledger.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog, pool_change
 from ledger.platform import PLATFORM_ID, Platform, default_parameters
 from ledger.render import result_events
+from ledger.retry import CONNECTION, RetryPolicy, StoreUnavailable, classify, describe
 from ledger.unit_of_work import UnitOfWork
 
 Result = dict[str, Any]
-MAX_ATTEMPTS = 8
 BATCH_SIZE = 2000  # commands per transaction (fewer commits; still a bounded unit of work)
 EVENT_PAGE = 500  # events per read when replaying to an instant
 SNAPSHOT_PAGE = 16  # snapshots per read when looking for the one before an instant
@@ -47,6 +49,11 @@ def ok(events: list[dict[str, Any]], duplicate: bool = False) -> Result:
 
 def rejected(error: LedgerError) -> Result:
     return {"ok": False, "error": error.as_dict()}
+
+
+def conflict() -> Result:
+    return rejected(LedgerError("conflict", "other writers kept changing the same accounts, or the store kept "
+                                            "refusing the transaction; nothing was applied: retry"))
 
 
 ACCOUNT_FIELDS = ("account", "from_account", "to_account", "parent")
@@ -121,9 +128,19 @@ class LedgerApp(Application[str]):
                 time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
         raise AssertionError("unreachable")
 
+    retry = RetryPolicy()  # how transient store errors are retried (tests give a quicker one)
+
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env=env)
         self.cache = AggregateCache(self.repository)
+        # eventsourcing's PostgreSQL recorder retries every OperationalError of an insert ten
+        # times, 0.2 s apart, inserting the same events again: after a connection lost at
+        # commit, that second insert of a batch already saved fails as a duplicate version and
+        # the batch would be recomputed and applied twice.  ``transact`` retries instead,
+        # after looking whether the batch was saved.
+        insert = getattr(type(self.recorder).insert_events, "__wrapped__", None)
+        if insert is not None:
+            self.recorder.insert_events = types.MethodType(insert, self.recorder)  # type: ignore[method-assign]
 
     def construct_repository(self) -> Repository[str]:
         base = super().construct_repository()
@@ -165,34 +182,100 @@ class LedgerApp(Application[str]):
         results: list[Result] = []
         for start in range(0, len(objs), BATCH_SIZE):
             batch = objs[start:start + BATCH_SIZE]
-            results.extend(self.transact(batch, lambda uow, obj: self._execute(uow, obj, now), referenced(batch)))
+            try:
+                results.extend(self.transact(batch, lambda uow, obj: self._execute(uow, obj, now), referenced(batch)))
+            except StoreUnavailable as error:
+                error.done = results + error.done
+                raise
         return results
 
     def transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
                  preload: list[str] | None = None) -> list[Result]:
         """Run ``step`` for every item in one unit of work and save it in one transaction.
 
-        When another writer saved one of the same aggregates first, everything is recomputed
-        from fresh state (a bounded number of times, then item by item): results are only
-        returned for what was saved.  Commands without `at` take the clock at each attempt, so
-        a retried command is never older than the writer it lost to (T1).  ``preload`` names
-        aggregates the items will need, read together up front."""
-        for attempt in range(MAX_ATTEMPTS):
-            uow = UnitOfWork(self.repository, self.cache.load, self.snapshot_if_due)
-            uow.preload(preload or [])
-            results = [step(uow, item) for item in items]
-            uow.finish()
-            dirty = uow.dirty()
+        When the store refuses it for a transient reason (``ledger.retry``), everything is
+        recomputed from fresh state (``retry.attempts`` times, then item by item), so results
+        are only returned for what was saved; what still cannot be saved, or what is left when
+        the retry budget is spent, answers ``conflict``.  Commands without `at` take the clock
+        at each attempt, so a retried command is never older than the writer it lost to (T1).
+        ``preload`` names aggregates the items will need, read together up front.  Raises
+        ``StoreUnavailable`` when the connection cannot be had again."""
+        return self._transact(items, step, preload, self.retry.attempts, self.retry.clock())
+
+    def _transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
+                  preload: list[str] | None, attempts: int, started: float) -> list[Result]:
+        policy = self.retry
+        lost = reconnected = 0
+        while lost < attempts:
             try:
-                if dirty:
-                    self.save(*dirty, snapshots=uow.snapshots)
-                self.cache.keep(uow.loaded.values())
-                return results
-            except IntegrityError:
-                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+                return self._attempt(items, step, preload)
+            except Exception as error:  # noqa: BLE001 - classified; anything else re-raised
+                kind = classify(error)
+                if kind is None:
+                    raise
+                if kind == CONNECTION:
+                    reconnected += 1
+                    if reconnected > policy.reconnects:
+                        raise StoreUnavailable(f"the store is unreachable: {describe(error)}") from error
+                else:
+                    lost += 1
+                if policy.clock() - started > policy.budget:
+                    break
+                policy.pause(kind, (lost if kind != CONNECTION else reconnected) - 1)
         if len(items) > 1:
-            return [r for item in items for r in self.transact([item], step)]
-        return [rejected(LedgerError("conflict", "other writers kept changing the same accounts; retry"))]
+            results: list[Result] = []
+            for item in items:
+                if policy.clock() - started > policy.budget:
+                    results.append(conflict())
+                    continue
+                try:
+                    results.extend(self._transact([item], step, None, policy.single_attempts, started))
+                except StoreUnavailable as error:
+                    error.done = results + error.done
+                    raise
+            return results
+        return [conflict()]
+
+    def _attempt(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
+                 preload: list[str] | None) -> list[Result]:
+        """One try: load, run every step, save.  A save that failed is looked up before the
+        error goes on: a connection lost at commit may have lost only the answer."""
+        uow = UnitOfWork(self.repository, self.cache.load, self.snapshot_if_due)
+        uow.preload(preload or [])
+        results = [step(uow, item) for item in items]
+        uow.finish()
+        dirty = uow.dirty()
+        if dirty:
+            probe = next((a._pending_events[0] for a in dirty if a.pending_count), None)
+            try:
+                self.save(*dirty, snapshots=uow.snapshots)
+            except Exception as error:
+                if probe is None or classify(error) is None or not self._saved(probe):
+                    raise
+        self.cache.keep(uow.loaded.values())
+        return results
+
+    def _saved(self, event: Any) -> bool:
+        """Whether the store holds exactly this event (the first of a batch: a transaction
+        saves all or none).  Another writer's event at the same version differs from it (its
+        ``timestamp`` at least)."""
+        mine = self.mapper.to_stored_event(event)
+        select = getattr(type(self.recorder).select_events, "__wrapped__", type(self.recorder).select_events)
+
+        def look() -> bool:
+            found = select(self.recorder, mine.originator_id, gt=mine.originator_version - 1,
+                           lte=mine.originator_version, limit=1)
+            return bool(found) and found[0].topic == mine.topic and bytes(found[0].state) == mine.state
+
+        try:
+            return self.retry.run(look, "finding out whether a batch whose commit failed was saved")
+        except StoreUnavailable as error:
+            error.in_doubt = True
+            raise
+
+    def reading(self, work: Callable[[], Any]) -> Any:
+        """``work()`` (reads only), retried on transient store errors (``RetryPolicy.run``)."""
+        return self.retry.run(work)
 
     def _execute(self, uow: UnitOfWork, obj: Any, now: Callable[[], datetime]) -> Result:
         try:
