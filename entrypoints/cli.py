@@ -6,7 +6,6 @@ import json
 import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import typer
@@ -15,9 +14,11 @@ from rich.table import Table
 
 from eventsourcing.persistence import PersistenceError
 
+from ledger import jsonlines
 from ledger.app import BATCH_SIZE, LedgerApp
 from ledger.commands import _timestamp
 from ledger.errors import LedgerError
+from ledger.jsonlines import MAX_LINE_BYTES
 from ledger.money import fmt
 from ledger.render import dumps, event_dict, plain, rfc3339
 from ledger.retry import StoreUnavailable, describe
@@ -105,22 +106,39 @@ def main(
 
 
 # --- apply -----------------------------------------------------------------------------------------
-def read_lines(source: str) -> Iterator[str]:
+def read_lines(source: str) -> Iterator[bytes]:
+    """The input's lines as bytes: each is decoded on its own (``ledger.jsonlines``), so a
+    line that is not UTF-8 costs only its own result."""
     if source == "-":
-        yield from sys.stdin
+        yield from bounded_lines(sys.stdin.buffer)
         return
     try:
-        with open(source, encoding="utf-8") as handle:
-            yield from handle
-    except (OSError, UnicodeDecodeError) as error:
+        with open(source, "rb") as handle:
+            yield from bounded_lines(handle)
+    except OSError as error:
         fail(f"cannot read {source}: {error}")
 
 
-def decode(line: str) -> Any:
+def bounded_lines(stream: Any, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Lines with their endings; one longer than ``limit`` comes cut after ``limit + 1``
+    bytes, the rest of it read and dropped, never held in memory."""
+    while line := stream.readline(limit + 1):
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+                pass
+        yield line
+
+
+def decode(line: bytes) -> Any:
+    """One line's JSON value, or the ``validation_error`` it earns (§12)."""
     try:
-        return json.loads(line, parse_float=Decimal, parse_constant=Decimal)
-    except json.JSONDecodeError as error:
-        return {"__unparsable__": f"line is not JSON: {error.msg} at column {error.colno}"}
+        return jsonlines.decode(line)
+    except LedgerError as error:
+        return error
+
+
+def blank(line: bytes) -> bool:
+    return len(line) <= MAX_LINE_BYTES and not line.strip()
 
 
 @cli.command()
@@ -129,19 +147,32 @@ def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines
     any_rejected = False
     with opened() as app, fewer_collections():
         batch: list[Any] = []
+        first = 0  # the input line number of batch[0]
 
-        def flush() -> None:
-            nonlocal any_rejected
-            results = app.apply(batch, utcnow)
-            any_rejected |= not all(result["ok"] for result in results)
+        def write(results: list[Any]) -> None:
             # results are plain data already (ledger.render): one write per batch
             sys.stdout.write("".join(json.dumps(result, separators=(",", ":")) + "\n" for result in results))
             sys.stdout.flush()
+
+        def flush() -> None:
+            nonlocal any_rejected
+            try:
+                results = app.apply(batch, utcnow)
+            except StoreUnavailable as error:
+                write(error.done)
+                left = len(batch) - len(error.done)
+                fate = "may or may not have been applied" if error.in_doubt else "were not applied"
+                fail(f"{error}; the {left} command(s) from input line {first + len(error.done)} on have no result "
+                     f"and {fate} (a command with a command_id is applied once however often it is sent)")
+            any_rejected |= not all(result["ok"] for result in results)
+            write(results)
             batch.clear()
 
-        for line in read_lines(source):
-            if not line.strip():
+        for number, line in enumerate(read_lines(source), 1):
+            if blank(line):
                 continue
+            if not batch:
+                first = number
             batch.append(decode(line))
             if len(batch) >= BATCH_SIZE:
                 flush()

@@ -25,7 +25,7 @@ from eventsourcing.persistence import IntegrityError, InternalError
 from ledger.account import Account, account_key
 from ledger.base import replay
 from ledger.cache import AggregateCache
-from ledger.commands import parse_command
+from ledger.commands import Command, parse_command
 from ledger.errors import LedgerError
 from ledger.handlers import execute
 from ledger.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog, pool_change
@@ -59,18 +59,29 @@ def conflict() -> Result:
 ACCOUNT_FIELDS = ("account", "from_account", "to_account", "parent")
 
 
-def referenced(objs: list[Any]) -> list[str]:
-    """The aggregates a batch of raw commands names (accounts, command records): loading
-    them together is one round trip.  Ids of invalid commands are harmless here: they are
-    looked up, found missing, and the command is rejected later as usual."""
+def parsed(obj: Any) -> Command | LedgerError:
+    """A decoded input as a typed command, or the rejection it earns (an input that failed to
+    decode arrives as its ``LedgerError`` already, see ``ledger.jsonlines``)."""
+    if isinstance(obj, LedgerError):
+        return obj
+    try:
+        return parse_command(obj)
+    except LedgerError as error:
+        return error
+
+
+def referenced(commands: list[Command | LedgerError]) -> list[str]:
+    """The aggregates a batch of commands names (accounts, command records): loading them
+    together is one round trip.  Only valid commands count: their ids are well formed."""
     keys: dict[str, None] = {}
-    for obj in objs:
-        if isinstance(obj, dict):
+    for cmd in commands:
+        if isinstance(cmd, Command):
             for name in ACCOUNT_FIELDS:
-                if isinstance(obj.get(name), str):
-                    keys[account_key(obj[name])] = None
-            if isinstance(obj.get("command_id"), str):
-                keys[f"command/{obj['command_id']}"] = None
+                value = getattr(cmd, name, None)
+                if value:
+                    keys[account_key(value)] = None
+            if cmd.command_id is not None:
+                keys[f"command/{cmd.command_id}"] = None
     return list(keys)
 
 
@@ -178,12 +189,16 @@ class LedgerApp(Application[str]):
 
     # --- commands ----------------------------------------------------------------------------
     def apply(self, objs: list[Any], now: Callable[[], datetime]) -> list[Result]:
-        """Apply decoded commands in order; ``now`` is the clock for commands without `at`."""
+        """Apply decoded commands in order; ``now`` is the clock for commands without `at`.
+        Each is validated first, once; an invalid one is answered without touching the store.
+        An item may be a ``LedgerError`` (an input line that could not be decoded): its
+        result is that rejection."""
         results: list[Result] = []
         for start in range(0, len(objs), BATCH_SIZE):
-            batch = objs[start:start + BATCH_SIZE]
+            batch = [(obj, parsed(obj)) for obj in objs[start:start + BATCH_SIZE]]
             try:
-                results.extend(self.transact(batch, lambda uow, obj: self._execute(uow, obj, now), referenced(batch)))
+                results.extend(self.transact(batch, lambda uow, item: self._execute(uow, item, now),
+                                             referenced([cmd for _, cmd in batch])))
             except StoreUnavailable as error:
                 error.done = results + error.done
                 raise
@@ -277,11 +292,10 @@ class LedgerApp(Application[str]):
         """``work()`` (reads only), retried on transient store errors (``RetryPolicy.run``)."""
         return self.retry.run(work)
 
-    def _execute(self, uow: UnitOfWork, obj: Any, now: Callable[[], datetime]) -> Result:
-        try:
-            cmd = parse_command(obj)
-        except LedgerError as error:
-            return rejected(error)
+    def _execute(self, uow: UnitOfWork, item: tuple[Any, Command | LedgerError], now: Callable[[], datetime]) -> Result:
+        obj, cmd = item
+        if isinstance(cmd, LedgerError):
+            return rejected(cmd)
         at = cmd.at or now()
         uow.begin(at)  # from here on, a rejection rolls back exactly this command
         try:
