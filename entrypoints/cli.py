@@ -147,7 +147,7 @@ def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines
     any_rejected = False
     with opened() as app, fewer_collections():
         batch: list[Any] = []
-        first = 0  # the input line number of batch[0]
+        numbers: list[int] = []  # the input line number of each command in the batch
 
         def write(results: list[Any]) -> None:
             # results are plain data already (ledger.render): one write per batch
@@ -160,19 +160,20 @@ def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines
                 results = app.apply(batch, utcnow)
             except StoreUnavailable as error:
                 write(error.done)
-                left = len(batch) - len(error.done)
-                fate = "may or may not have been applied" if error.in_doubt else "were not applied"
-                fail(f"{error}; the {left} command(s) from input line {first + len(error.done)} on have no result "
-                     f"and {fate} (a command with a command_id is applied once however often it is sent)")
+                start = numbers[len(error.done)]
+                fate = (f"those up to line {numbers[-1]} may or may not have been applied, the rest were not"
+                        if error.in_doubt else "none of them was applied")
+                fail(f"{error}; the commands from input line {start} on have no result: {fate} "
+                     "(a command with a command_id is applied once however often it is sent)")
             any_rejected |= not all(result["ok"] for result in results)
             write(results)
             batch.clear()
+            numbers.clear()
 
         for number, line in enumerate(read_lines(source), 1):
             if blank(line):
                 continue
-            if not batch:
-                first = number
+            numbers.append(number)
             batch.append(decode(line))
             if len(batch) >= BATCH_SIZE:
                 flush()

@@ -69,6 +69,8 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 def classify(error: BaseException) -> Optional[str]:
     """``CONFLICT``, ``CONNECTION`` or None (not transient) for an error from a store."""
+    if isinstance(error, StoreUnavailable):
+        return None  # retried already: the verdict, not a fault to retry again
     chain = _chain(error)
     for e in chain:  # the most specific evidence first: a server's SQLSTATE or a known class
         state = getattr(e, "sqlstate", None)
