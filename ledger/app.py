@@ -31,7 +31,7 @@ from ledger.handlers import execute
 from ledger.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog, pool_change
 from ledger.platform import PLATFORM_ID, Platform, default_parameters
 from ledger.render import result_events
-from ledger.retry import CONNECTION, RetryPolicy, StoreUnavailable, classify, describe
+from ledger.retry import Failures, RetryPolicy, StoreUnavailable, classify, describe
 from ledger.unit_of_work import UnitOfWork
 
 Result = dict[str, Any]
@@ -220,23 +220,19 @@ class LedgerApp(Application[str]):
     def _transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
                   preload: list[str] | None, attempts: int, started: float) -> list[Result]:
         policy = self.retry
-        lost = reconnected = 0
-        while lost < attempts:
+        failures = Failures(policy)
+        while failures.lost < attempts:
             try:
                 return self._attempt(items, step, preload)
             except Exception as error:  # noqa: BLE001 - classified; anything else re-raised
                 kind = classify(error)
                 if kind is None:
                     raise
-                if kind == CONNECTION:
-                    reconnected += 1
-                    if reconnected > policy.reconnects:
-                        raise StoreUnavailable(f"the store is unreachable: {describe(error)}") from error
-                else:
-                    lost += 1
+                if not failures.again(kind):
+                    raise StoreUnavailable(f"the store is unreachable: {describe(error)}") from error
                 if policy.clock() - started > policy.budget:
                     break
-                policy.pause(kind, (lost if kind != CONNECTION else reconnected) - 1)
+                policy.pause(kind, failures.count(kind) - 1)
         if len(items) > 1:
             results: list[Result] = []
             for item in items:

@@ -109,18 +109,22 @@ class RetryPolicy:
     """Bounded retries with jittered exponential backoff.
 
     ``attempts`` tries of a transaction that lost to another writer (then each of its items
-    alone, ``single_attempts`` times each); ``reconnects`` further tries after a connection
-    failure; ``budget`` seconds of retrying in all for one batch, after which what is left
-    answers ``conflict`` at once.  A delay is ``random() * min(cap, base * 2**n)`` ("full
-    jitter"), at least ``reconnect_delay`` after a connection failure."""
+    alone, ``single_attempts`` times each); after a connection failure, new tries for
+    ``reconnect_for`` seconds (at most ``reconnects`` of them: a pool may hand out several
+    connections that died together, one after the other); ``budget`` seconds of retrying
+    in all for one batch, after which what is left answers ``conflict`` at once.  A delay
+    is ``random() * min(cap, base * 2**n)`` ("full jitter"); after a connection failure
+    ``reconnect_delay`` more per try, up to ``reconnect_cap``."""
 
     attempts: int = 8
     single_attempts: int = 3
-    reconnects: int = 2
+    reconnects: int = 20
+    reconnect_for: float = 10.0
     budget: float = 30.0
     base: float = 0.005
     cap: float = 0.5
-    reconnect_delay: float = 0.25
+    reconnect_delay: float = 0.1
+    reconnect_cap: float = 1.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     random: Callable[[], float] = field(default=random.random, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -128,13 +132,13 @@ class RetryPolicy:
     def pause(self, kind: str, attempt: int) -> None:
         delay = self.random() * min(self.cap, self.base * 2 ** attempt)
         if kind == CONNECTION:
-            delay += self.reconnect_delay * (attempt + 1)
+            delay += min(self.reconnect_cap, self.reconnect_delay * (attempt + 1))
         self.sleep(delay)
 
     def run(self, work: Callable[[], T], what: str = "reading from the store") -> T:
         """``work()`` again after each transient error, within the bounds; when they are
         spent, ``StoreUnavailable`` (a read has no ``conflict`` answer to give)."""
-        failures = {CONFLICT: 0, CONNECTION: 0}
+        failures = Failures(self)
         while True:
             try:
                 return work()
@@ -142,8 +146,31 @@ class RetryPolicy:
                 kind = classify(error)
                 if kind is None:
                     raise
-                failures[kind] += 1
-                limit = self.reconnects if kind == CONNECTION else self.attempts - 1
-                if failures[kind] > limit:
-                    raise StoreUnavailable(f"the store failed while {what}: {describe(error)}") from error
-                self.pause(kind, failures[kind] - 1)
+                if not failures.again(kind) or (kind == CONFLICT and failures.lost >= self.attempts):
+                    verdict = "is unreachable" if kind == CONNECTION else "kept refusing"
+                    raise StoreUnavailable(f"the store {verdict} while {what}: {describe(error)}") from error
+                self.pause(kind, failures.count(kind) - 1)
+
+
+class Failures:
+    """The transient failures of one piece of work, counted against a policy's bounds."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.lost = 0  # conflicts
+        self.disconnected = 0
+        self.since: Optional[float] = None  # the first connection failure
+
+    def again(self, kind: str) -> bool:
+        """Count one failure of ``kind``; False when the connection cannot be had again."""
+        if kind != CONNECTION:
+            self.lost += 1
+            return True
+        self.disconnected += 1
+        now = self.policy.clock()
+        if self.since is None:
+            self.since = now
+        return self.disconnected <= self.policy.reconnects and now - self.since < self.policy.reconnect_for
+
+    def count(self, kind: str) -> int:
+        return self.disconnected if kind == CONNECTION else self.lost
