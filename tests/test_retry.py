@@ -276,3 +276,24 @@ def test_apply_on_a_lost_store_prints_what_it_has_then_one_line(db_url: str, mon
     [message] = result.stderr.strip().splitlines()
     assert "the store is unreachable" in message and "the commands from input line 5 on have no result" in message
     assert "none of them was applied" in message
+
+
+@pytest.mark.parametrize("command", [["interest", "run", "--json"], ["repayment", "run", "--json"], ["projections", "run"]])
+def test_runs_on_a_lost_store_say_so_in_one_line(db_url: str, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """The interest run and the sweep save their summary, the runner its batch: all three
+    meet the lost store, and each says so in one line, exit 2."""
+    monkeypatch.setattr(LedgerApp, "retry", RetryPolicy(sleep=lambda s: None, reconnects=3))
+    assert run(db_url, "apply", "-", input=json.dumps({"type": "open_account", "account": "a"}) + "\n").exit_code == 0
+
+    def lost(*_: Any, **__: Any) -> Any:
+        raise LOST()
+
+    monkeypatch.setattr(LedgerApp, "save", lost)
+    if command[0] == "projections":
+        from projections import runner
+
+        monkeypatch.setattr(runner, "run_batch", lost)
+    result = run(db_url, *command)
+    assert result.exit_code == 2 and "Traceback" not in result.stdout + result.stderr
+    [message] = result.stderr.strip().splitlines()
+    assert "the store is unreachable" in message and "server closed the connection" in message
