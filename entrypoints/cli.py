@@ -7,19 +7,23 @@ import os
 import sys
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from eventsourcing.persistence import PersistenceError
+
+from ledger import jsonlines
 from ledger.app import BATCH_SIZE, LedgerApp
 from ledger.commands import _timestamp
 from ledger.errors import LedgerError
 from ledger.horizon import FUTURE_ALLOWANCE, check_not_future
+from ledger.jsonlines import MAX_LINE_BYTES
 from ledger.money import fmt
 from ledger.render import dumps, event_dict, plain, rfc3339
+from ledger.retry import StoreUnavailable, describe
 from ledger.store import DEFAULT_URL, StoreError, persistence_env, redact
 from ledger.views import account_view
 from workers.gc_tuning import fewer_collections
@@ -119,6 +123,10 @@ def opened(url: Optional[str] = None, read_only: bool = False) -> Iterator[Ledge
     assert app is not None
     try:
         yield app
+    except StoreUnavailable as error:  # retried already (ledger.retry): one line, exit 2
+        fail(str(error))
+    except PersistenceError as error:  # a store failure no retry cures: one line all the same
+        fail(f"the store failed: {type(error).__name__}: {describe(error)}")
     finally:
         app.close()
 
@@ -177,22 +185,39 @@ def main(
 
 
 # --- apply -----------------------------------------------------------------------------------------
-def read_lines(source: str) -> Iterator[str]:
+def read_lines(source: str) -> Iterator[bytes]:
+    """The input's lines as bytes: each is decoded on its own (``ledger.jsonlines``), so a
+    line that is not UTF-8 costs only its own result."""
     if source == "-":
-        yield from sys.stdin
+        yield from bounded_lines(sys.stdin.buffer)
         return
     try:
-        with open(source, encoding="utf-8") as handle:
-            yield from handle
-    except (OSError, UnicodeDecodeError) as error:
+        with open(source, "rb") as handle:
+            yield from bounded_lines(handle)
+    except OSError as error:
         fail(f"cannot read {source}: {error}")
 
 
-def decode(line: str) -> Any:
+def bounded_lines(stream: Any, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Lines with their endings; one longer than ``limit`` comes cut after ``limit + 1``
+    bytes, the rest of it read and dropped, never held in memory."""
+    while line := stream.readline(limit + 1):
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+                pass
+        yield line
+
+
+def decode(line: bytes) -> Any:
+    """One line's JSON value, or the ``validation_error`` it earns (§12)."""
     try:
-        return json.loads(line, parse_float=Decimal, parse_constant=Decimal)
-    except json.JSONDecodeError as error:
-        return {"__unparsable__": f"line is not JSON: {error.msg} at column {error.colno}"}
+        return jsonlines.decode(line)
+    except LedgerError as error:
+        return error
+
+
+def blank(line: bytes) -> bool:
+    return len(line) <= MAX_LINE_BYTES and not line.strip()
 
 
 @cli.command()
@@ -202,19 +227,33 @@ def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines
     latest = latest_clock()
     with opened() as app, fewer_collections():
         batch: list[Any] = []
+        numbers: list[int] = []  # the input line number of each command in the batch
 
-        def flush() -> None:
-            nonlocal any_rejected
-            results = app.apply(batch, utcnow, latest)
-            any_rejected |= not all(result["ok"] for result in results)
+        def write(results: list[Any]) -> None:
             # results are plain data already (ledger.render): one write per batch
             sys.stdout.write("".join(json.dumps(result, separators=(",", ":")) + "\n" for result in results))
             sys.stdout.flush()
-            batch.clear()
 
-        for line in read_lines(source):
-            if not line.strip():
+        def flush() -> None:
+            nonlocal any_rejected
+            try:
+                results = app.apply(batch, utcnow, latest)
+            except StoreUnavailable as error:
+                write(error.done)
+                start = numbers[len(error.done)]
+                fate = (f"those up to line {numbers[-1]} may or may not have been applied, the rest were not"
+                        if error.in_doubt else "none of them was applied")
+                fail(f"{error}; the commands from input line {start} on have no result: {fate} "
+                     "(a command with a command_id is applied once however often it is sent)")
+            any_rejected |= not all(result["ok"] for result in results)
+            write(results)
+            batch.clear()
+            numbers.clear()
+
+        for number, line in enumerate(read_lines(source), 1):
+            if blank(line):
                 continue
+            numbers.append(number)
             batch.append(decode(line))
             if len(batch) >= BATCH_SIZE:
                 flush()

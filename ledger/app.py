@@ -2,10 +2,11 @@
 
 ``LedgerApp.apply(objs, now)`` takes decoded JSON commands and answers one result per
 command, in order.  A batch runs against in-memory aggregates (``UnitOfWork``) and is saved
-with one ``save()``: one transaction.  When another writer got there first the store refuses
-the batch (eventsourcing's ``IntegrityError`` on a duplicate aggregate version); the batch is
-then recomputed from fresh state, a bounded number of times, and at last split into single
-commands; a command that still cannot win answers ``conflict``.
+with one ``save()``: one transaction.  When the store refuses the batch for a reason a retry
+can cure (``ledger.retry``: another writer got there first, a deadlock, a lock or statement
+timeout, a lost connection) the batch is recomputed from fresh state, a bounded number of
+times with jittered backoff, and at last split into single commands; a command that still
+cannot win answers ``conflict``.  A store that stays unreachable raises ``StoreUnavailable``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import hashlib
 import json
 import random
 import time
+import types
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -23,17 +25,17 @@ from eventsourcing.persistence import IntegrityError, InternalError
 from ledger.account import Account, account_key
 from ledger.base import replay
 from ledger.cache import AggregateCache
-from ledger.commands import parse_command
+from ledger.commands import Command, parse_command
 from ledger.errors import LedgerError
 from ledger.handlers import execute
 from ledger.horizon import FUTURE_ALLOWANCE, check_not_future
 from ledger.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog, pool_change
 from ledger.platform import PLATFORM_ID, Platform, default_parameters
 from ledger.render import result_events
+from ledger.retry import Failures, RetryPolicy, StoreUnavailable, classify, describe
 from ledger.unit_of_work import UnitOfWork
 
 Result = dict[str, Any]
-MAX_ATTEMPTS = 8
 BATCH_SIZE = 2000  # commands per transaction (fewer commits; still a bounded unit of work)
 EVENT_PAGE = 500  # events per read when replaying to an instant
 SNAPSHOT_PAGE = 16  # snapshots per read when looking for the one before an instant
@@ -50,21 +52,37 @@ def rejected(error: LedgerError) -> Result:
     return {"ok": False, "error": error.as_dict()}
 
 
+def conflict() -> Result:
+    return rejected(LedgerError("conflict", "other writers kept changing the same accounts, or the store kept "
+                                            "refusing the transaction; nothing was applied: retry"))
+
+
 ACCOUNT_FIELDS = ("account", "from_account", "to_account", "parent")
 
 
-def referenced(objs: list[Any]) -> list[str]:
-    """The aggregates a batch of raw commands names (accounts, command records): loading
-    them together is one round trip.  Ids of invalid commands are harmless here: they are
-    looked up, found missing, and the command is rejected later as usual."""
+def parsed(obj: Any) -> Command | LedgerError:
+    """A decoded input as a typed command, or the rejection it earns (an input that failed to
+    decode arrives as its ``LedgerError`` already, see ``ledger.jsonlines``)."""
+    if isinstance(obj, LedgerError):
+        return obj
+    try:
+        return parse_command(obj)
+    except LedgerError as error:
+        return error
+
+
+def referenced(commands: list[Command | LedgerError]) -> list[str]:
+    """The aggregates a batch of commands names (accounts, command records): loading them
+    together is one round trip.  Only valid commands count: their ids are well formed."""
     keys: dict[str, None] = {}
-    for obj in objs:
-        if isinstance(obj, dict):
+    for cmd in commands:
+        if isinstance(cmd, Command):
             for name in ACCOUNT_FIELDS:
-                if isinstance(obj.get(name), str):
-                    keys[account_key(obj[name])] = None
-            if isinstance(obj.get("command_id"), str):
-                keys[f"command/{obj['command_id']}"] = None
+                value = getattr(cmd, name, None)
+                if value:
+                    keys[account_key(value)] = None
+            if cmd.command_id is not None:
+                keys[f"command/{cmd.command_id}"] = None
     return list(keys)
 
 
@@ -122,9 +140,19 @@ class LedgerApp(Application[str]):
                 time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
         raise AssertionError("unreachable")
 
+    retry = RetryPolicy()  # how transient store errors are retried (tests give a quicker one)
+
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env=env)
         self.cache = AggregateCache(self.repository)
+        # eventsourcing's PostgreSQL recorder retries every OperationalError of an insert ten
+        # times, 0.2 s apart, inserting the same events again: after a connection lost at
+        # commit, that second insert of a batch already saved fails as a duplicate version and
+        # the batch would be recomputed and applied twice.  ``transact`` retries instead,
+        # after looking whether the batch was saved.
+        insert = getattr(type(self.recorder).insert_events, "__wrapped__", None)
+        if insert is not None:
+            self.recorder.insert_events = types.MethodType(insert, self.recorder)  # type: ignore[method-assign]
 
     def construct_repository(self) -> Repository[str]:
         base = super().construct_repository()
@@ -165,47 +193,116 @@ class LedgerApp(Application[str]):
               latest: Callable[[], datetime] | None = None) -> list[Result]:
         """Apply decoded commands in order; ``now`` is the clock for commands without `at`.
         ``latest`` gives the latest `at` accepted (T4: the clock plus the allowance), read once
-        per batch; by default ``now()`` plus ``FUTURE_ALLOWANCE``."""
+        per batch; by default ``now()`` plus ``FUTURE_ALLOWANCE``.  Each command is validated
+        first, once; an invalid one is answered without touching the store.  An item may be a
+        ``LedgerError`` (an input line that could not be decoded): its result is that
+        rejection."""
         horizon = latest or (lambda: now() + FUTURE_ALLOWANCE)
         results: list[Result] = []
         for start in range(0, len(objs), BATCH_SIZE):
-            batch, limit = objs[start:start + BATCH_SIZE], horizon()
-            results.extend(self.transact(batch, lambda uow, obj: self._execute(uow, obj, now, limit), referenced(batch)))
+            batch, limit = [(obj, parsed(obj)) for obj in objs[start:start + BATCH_SIZE]], horizon()
+            try:
+                results.extend(self.transact(batch, lambda uow, item: self._execute(uow, item, now, limit),
+                                             referenced([cmd for _, cmd in batch])))
+            except StoreUnavailable as error:
+                error.done = results + error.done
+                raise
         return results
 
     def transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
                  preload: list[str] | None = None) -> list[Result]:
         """Run ``step`` for every item in one unit of work and save it in one transaction.
 
-        When another writer saved one of the same aggregates first, everything is recomputed
-        from fresh state (a bounded number of times, then item by item): results are only
-        returned for what was saved.  Commands without `at` take the clock at each attempt, so
-        a retried command is never older than the writer it lost to (T1).  ``preload`` names
-        aggregates the items will need, read together up front."""
-        for attempt in range(MAX_ATTEMPTS):
-            uow = UnitOfWork(self.repository, self.cache.load, self.snapshot_if_due)
-            uow.preload(preload or [])
-            results = [step(uow, item) for item in items]
-            uow.finish()
-            dirty = uow.dirty()
-            try:
-                if dirty:
-                    self.save(*dirty, snapshots=uow.snapshots)
-                self.cache.keep(uow.loaded.values())
-                return results
-            except IntegrityError:
-                time.sleep(random.uniform(0, 0.005 * 2**attempt))
-        if len(items) > 1:
-            return [r for item in items for r in self.transact([item], step)]
-        return [rejected(LedgerError("conflict", "other writers kept changing the same accounts; retry"))]
+        When the store refuses it for a transient reason (``ledger.retry``), everything is
+        recomputed from fresh state (``retry.attempts`` times, then item by item), so results
+        are only returned for what was saved; what still cannot be saved, or what is left when
+        the retry budget is spent, answers ``conflict``.  Commands without `at` take the clock
+        at each attempt, so a retried command is never older than the writer it lost to (T1).
+        ``preload`` names aggregates the items will need, read together up front.  Raises
+        ``StoreUnavailable`` when the connection cannot be had again."""
+        return self._transact(items, step, preload, self.retry.attempts, self.retry.clock())
 
-    def _execute(self, uow: UnitOfWork, obj: Any, now: Callable[[], datetime], latest: datetime) -> Result:
+    def _transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
+                  preload: list[str] | None, attempts: int, started: float) -> list[Result]:
+        policy = self.retry
+        failures = Failures(policy)
+        while failures.lost < attempts:
+            try:
+                return self._attempt(items, step, preload)
+            except Exception as error:  # noqa: BLE001 - classified; anything else re-raised
+                kind = classify(error)
+                if kind is None:
+                    raise
+                if not failures.again(kind):
+                    raise StoreUnavailable(f"the store is unreachable: {describe(error)}") from error
+                if policy.clock() - started > policy.budget:
+                    break
+                policy.pause(kind, failures.count(kind) - 1)
+        if len(items) > 1:
+            results: list[Result] = []
+            for item in items:
+                if policy.clock() - started > policy.budget:
+                    results.append(conflict())
+                    continue
+                try:
+                    results.extend(self._transact([item], step, None, policy.single_attempts, started))
+                except StoreUnavailable as error:
+                    error.done = results + error.done
+                    raise
+            return results
+        return [conflict()]
+
+    def _attempt(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
+                 preload: list[str] | None) -> list[Result]:
+        """One try: load, run every step, save.  A save that failed is looked up before the
+        error goes on: a connection lost at commit may have lost only the answer."""
+        uow = UnitOfWork(self.repository, self.cache.load, self.snapshot_if_due)
+        uow.preload(preload or [])
+        results = [step(uow, item) for item in items]
+        uow.finish()
+        dirty = uow.dirty()
+        if dirty:
+            probe = next((a._pending_events[0] for a in dirty if a.pending_count), None)
+            try:
+                self.save(*dirty, snapshots=uow.snapshots)
+            except Exception as error:
+                if probe is None or classify(error) is None or not self._saved(probe):
+                    raise
+        self.cache.keep(uow.loaded.values())
+        return results
+
+    def _saved(self, event: Any) -> bool:
+        """Whether the store holds exactly this event (the first of a batch: a transaction
+        saves all or none).  Another writer's event at the same version differs from it (its
+        ``timestamp`` at least)."""
+        mine = self.mapper.to_stored_event(event)
+        select = getattr(type(self.recorder).select_events, "__wrapped__", type(self.recorder).select_events)
+
+        def look() -> bool:
+            found = select(self.recorder, mine.originator_id, gt=mine.originator_version - 1,
+                           lte=mine.originator_version, limit=1)
+            return bool(found) and found[0].topic == mine.topic and bytes(found[0].state) == mine.state
+
         try:
-            cmd = parse_command(obj)
-            if cmd.at is not None:
-                check_not_future(cmd.at, latest)  # T4; without `at` a command takes the clock
-        except LedgerError as error:
-            return rejected(error)
+            return self.retry.run(look, "finding out whether a batch whose commit failed was saved")
+        except StoreUnavailable as error:
+            error.in_doubt = True
+            raise
+
+    def reading(self, work: Callable[[], Any]) -> Any:
+        """``work()`` (reads only), retried on transient store errors (``RetryPolicy.run``)."""
+        return self.retry.run(work)
+
+    def _execute(self, uow: UnitOfWork, item: tuple[Any, Command | LedgerError], now: Callable[[], datetime],
+                 latest: datetime) -> Result:
+        obj, cmd = item
+        if isinstance(cmd, LedgerError):
+            return rejected(cmd)
+        if cmd.at is not None:  # T4; without `at` a command takes the clock
+            try:
+                check_not_future(cmd.at, latest)
+            except LedgerError as error:
+                return rejected(error)
         at = cmd.at or now()
         uow.begin(at)  # from here on, a rejection rolls back exactly this command
         try:

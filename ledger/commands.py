@@ -30,6 +30,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"  # M1
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"
 CURRENCY_PATTERN = r"^[A-Z0-9]{2,10}$"
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,10}-USDT$"
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # free text: no NUL nor other control characters (§12)
 _DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,18})?$")
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
@@ -110,7 +111,7 @@ class CompleteRiskAssessment(Command):
     type: Literal["complete_risk_assessment"]
     account: AccountId
     score: Annotated[int, Field(ge=0, le=100, strict=True)]
-    agreements_version: Annotated[str, Field(min_length=1, max_length=64)]
+    agreements_version: Annotated[str, Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)]
 
 
 class SwitchMode(Command):
@@ -337,14 +338,31 @@ COMMAND_TYPES = sorted(_ADAPTER.json_schema()["discriminator"]["mapping"])
 def parse_command(obj: Any) -> Command:
     """One decoded JSON object → a typed command, or ``validation_error`` with a sentence."""
     if not isinstance(obj, dict):
-        raise LedgerError("validation_error", "a command must be a JSON object")
+        raise LedgerError("validation_error", f"a command must be a JSON object, not {_json_kind(obj)}")
     kind = obj.get("type")
+    if "type" not in obj:
+        raise LedgerError("validation_error", 'the object has no "type": a command names its type, such as "deposit"')
     if kind not in COMMAND_TYPES:
-        raise LedgerError("validation_error", f"unknown command type {kind!r}")
+        shown = repr(kind) if len(repr(kind)) <= 60 else repr(kind)[:60] + "…"
+        raise LedgerError("validation_error", f"unknown command type {shown}")
     try:
         return _ADAPTER.validate_python(obj)
     except ValidationError as exc:
         raise LedgerError("validation_error", _sentence(exc)) from None
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    return type(value).__name__
 
 
 def _sentence(exc: ValidationError) -> str:

@@ -12,7 +12,8 @@ CODES: dict[str, str] = {
     "out_of_order": "the command's `at` is earlier than the account's last event (T1, I6)",
     "future_time": "the instant is later than the ledger's clock plus the allowance (T4)",
     "command_id_conflict": "the command_id was used before with different content (T2)",
-    "conflict": "another writer changed the same account at the same time; retry (M6)",
+    "conflict": "another writer changed the same account at the same time, or the store kept refusing the "
+                "transaction (a lock or statement timeout); nothing was applied: retry (M6, §13)",
     # accounts (M1-M9)
     "account_exists": "an account with this id is already open (M1)",
     "unknown_account": "no account has this id",

@@ -67,13 +67,17 @@ def run_batch(app: LedgerApp, db: ViewDatabase, limit: int = BATCH_EVENTS,
 
 def run(app: LedgerApp, db: ViewDatabase, progress: Callable[[int, int], None] | None = None,
         stop: Callable[[], bool] = lambda: False) -> int:
-    """Catch the views up with the log; return how many events were applied."""
-    views.create(db)
+    """Catch the views up with the log; return how many events were applied.  A batch that
+    fails for a transient reason (``ledger.retry``: a lock or statement timeout, a deadlock,
+    SQLite busy, a lost connection) rolls back whole and is tried again, within the app's
+    retry policy; then ``StoreUnavailable``."""
+    retry = app.retry
+    retry.run(lambda: views.create(db), "creating the read models")
     total = 0
-    head = app.recorder.max_notification_id() or 0
+    head = retry.run(lambda: app.recorder.max_notification_id() or 0)
     while not stop():
         try:
-            applied = run_batch(app, db)
+            applied = retry.run(lambda: run_batch(app, db), "projecting events into the read models")
         except Superseded:
             continue  # another runner did this batch: read the new position and go on
         if not applied:

@@ -12,8 +12,10 @@ Step = Callable[[UnitOfWork, str], dict[str, Any]]
 
 
 class Batches:
-    """Iterate ``step``'s results over ``accounts``, ``size`` accounts per transaction.
-    ``stop`` is asked between batches; ``complete`` says whether every batch ran."""
+    """Iterate ``step``'s results over ``accounts``, ``size`` accounts per transaction (a
+    rejected result always names its account).  ``stop`` is asked between batches;
+    ``complete`` says whether every batch ran.  Transient store errors are retried by
+    ``LedgerApp.transact``; a store that stays unreachable raises ``StoreUnavailable``."""
 
     def __init__(self, app: LedgerApp, accounts: list[str], step: Step, size: int,
                  stop: Callable[[], bool] = lambda: False,
@@ -32,6 +34,9 @@ class Batches:
                 self.complete = False
                 return
             batch = self.accounts[start:start + self.size]
-            yield from self.app.transact(batch, self.step, [account_key(a) for a in batch])
+            results = self.app.transact(batch, self.step, [account_key(a) for a in batch])
+            for account, result in zip(batch, results):
+                # a batch the store kept refusing answers ``conflict`` for each account
+                yield result if result["ok"] or "account" in result else {**result, "account": account}
             if self.progress:
                 self.progress(min(start + self.size, len(self.accounts)), len(self.accounts))

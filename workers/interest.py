@@ -49,7 +49,7 @@ def run_interest(
     ``stop`` is asked between batches: a stopped run leaves whole batches saved or not at
     all (one transaction each), and the next run charges what this one did not reach."""
     run = InterestRun(run_at)
-    due = app.find("interest/due")
+    due = app.reading(lambda: app.find("interest/due"))
     accounts = sorted(due.accounts) if due else []
     platforms: dict[datetime, Platform] = {}
 

@@ -65,13 +65,13 @@ def run_sweep(
 ) -> SweepRun:
     """Sweep the last 5-minute mark ≤ run_at; events carry at = run_at."""
     run = SweepRun(run_at, floor_mark(run_at))
-    log = app.find("runs/sweep")
+    log = app.reading(lambda: app.find("runs/sweep"))
     if log is not None and log.last_mark is not None and log.last_mark >= run.mark:
         run.already_swept = True
         return run
-    accounts = candidates(app)
+    accounts = app.reading(lambda: candidates(app))
     run.accounts = len(accounts)
-    screened = screen(app, accounts, run_at, stop, progress)
+    screened = app.reading(lambda: screen(app, accounts, run_at, stop, progress))
     owed = screened.owed
 
     def per_account(uow: UnitOfWork, account: str) -> dict[str, Any]:
@@ -105,9 +105,9 @@ def run_sweep(
 
 def platform_pass(app: LedgerApp, run: SweepRun, owed: dict[str, dict[str, Decimal]], stop: Callable[[], bool]) -> None:
     """L2: for each currency over its platform limit, the largest borrowers repay first."""
-    platform = app.platform()
+    platform = app.reading(app.platform)
     for currency, limit in sorted(platform.platform_limits.items()):
-        if app.platform_owed(currency) <= limit:
+        if app.reading(lambda: app.platform_owed(currency)) <= limit:
             continue
         borrowers = sorted((a for a in owed if owed[a].get(currency)), key=lambda a: (-owed[a][currency], a))
 
@@ -123,7 +123,10 @@ def platform_pass(app: LedgerApp, run: SweepRun, owed: dict[str, dict[str, Decim
 
         second_pass = Batches(app, borrowers, repay_share, BATCH_ACCOUNTS, stop)
         for result in second_pass:
-            run.actions.extend(result["actions"])
+            if result["ok"]:
+                run.actions.extend(result["actions"])
+            else:  # the store kept refusing the transaction: the next mark tries again
+                run.skipped.append({"account": result["account"], **result["error"]})
         run.complete = run.complete and second_pass.complete
 
 
