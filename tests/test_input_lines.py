@@ -181,6 +181,6 @@ def test_only_valid_commands_ids_are_read_from_the_store(ledger: Any) -> None:
     cmds = [{"type": "deposit", "account": bad, "currency": "USDT", "amount": "1", "command_id": f"c{n}"}
             for n, bad in enumerate(["f\u0000z", "f\ud800", "../x"])]
     good = {"type": "deposit", "account": "fz", "currency": "USDT", "amount": "4"}
-    results = ledger.app.apply([*cmds, good], ledger.now)
+    results = ledger.app.apply([*cmds, good], ledger.now, ledger.latest)
     assert [r["ok"] for r in results] == [False, False, False, True]
     assert [key for key in asked if key.startswith(("account/", "command/"))] == ["account/fz"]

@@ -96,7 +96,7 @@ def deposits(n: int, account: str = "a", timed: bool = True) -> list[dict[str, A
 def test_a_transient_fault_is_retried_and_nothing_is_doubled(ledger: Ledger, quick: list[float], fault: str) -> None:
     ledger.open("a")
     faults = Faults(ledger.app, lambda n: fault if n <= 2 else "ok")
-    results = ledger.app.apply(deposits(5), ledger.now)
+    results = ledger.app.apply(deposits(5), ledger.now, ledger.latest)
     assert [r["ok"] for r in results] == [True] * 5
     assert faults.calls == 3 and len(quick) == 2
     assert ledger.cash("a", "USDT") == 5 and len(ledger.reopen().events("a", "Deposited")) == 5
@@ -108,7 +108,7 @@ def test_a_commit_whose_answer_was_lost_is_not_applied_twice(ledger: Ledger, qui
     retry that inserted the same events again): it is looked up and answered, not redone."""
     ledger.open("a")
     faults = Faults(ledger.app, lambda n: f"commit+{fault}" if n == 1 else "ok")
-    results = ledger.app.apply(deposits(3), ledger.now)
+    results = ledger.app.apply(deposits(3), ledger.now, ledger.latest)
     assert [r["ok"] for r in results] == [True] * 3 and faults.calls == 1
     assert len(ledger.reopen().events("a", "Deposited")) == 3
 
@@ -117,7 +117,7 @@ def test_a_store_that_always_refuses_answers_conflict_after_bounded_tries(ledger
     ledger.open("a")
     before = ledger.app.recorder.max_notification_id()
     faults = Faults(ledger.app, lambda n: "pipeline aborted")
-    results = ledger.app.apply(deposits(4), ledger.now)
+    results = ledger.app.apply(deposits(4), ledger.now, ledger.latest)
     assert [r["error"]["code"] for r in results] == ["conflict"] * 4
     policy = ledger.app.retry
     assert faults.calls == policy.attempts + 4 * policy.single_attempts
@@ -137,7 +137,7 @@ def test_the_retry_budget_bounds_a_batch(ledger: Ledger, quick: list[float]) -> 
         return "lock timeout"
 
     faults = Faults(ledger.app, plan)
-    results = ledger.app.apply(deposits(5), ledger.now)
+    results = ledger.app.apply(deposits(5), ledger.now, ledger.latest)
     assert [r["error"]["code"] for r in results] == ["conflict"] * 5
     assert faults.calls == 3
 
@@ -148,7 +148,7 @@ def test_an_error_that_is_not_transient_is_not_retried(ledger: Ledger, quick: li
     FAULTS["bug"] = lambda: wrapped(DataError, psycopg.errors.CharacterNotInRepertoire("invalid byte sequence"))
     try:
         with pytest.raises(DataError):
-            ledger.app.apply(deposits(1), ledger.now)
+            ledger.app.apply(deposits(1), ledger.now, ledger.latest)
     finally:
         del FAULTS["bug"]
     assert faults.calls == 1 and quick == []
@@ -162,7 +162,7 @@ def test_a_lost_store_raises_store_unavailable_with_what_was_saved(ledger: Ledge
     monkeypatch.setattr(app_module, "BATCH_SIZE", 2)
     faults = Faults(ledger.app, lambda n: "ok" if n == 1 else "lost")
     with pytest.raises(StoreUnavailable) as caught:
-        ledger.app.apply(deposits(5), ledger.now)
+        ledger.app.apply(deposits(5), ledger.now, ledger.latest)
     assert [r["ok"] for r in caught.value.done] == [True, True] and not caught.value.in_doubt
     assert "unreachable" in str(caught.value) and "server closed the connection" in str(caught.value)
     assert faults.calls == 1 + 1 + ledger.app.retry.reconnects
@@ -181,7 +181,7 @@ def test_a_commit_that_cannot_be_looked_up_is_in_doubt(ledger: Ledger, quick: li
     recorder.select_events = unreachable  # type: ignore[method-assign]
     try:
         with pytest.raises(StoreUnavailable) as caught:
-            ledger.app.apply(deposits(1), ledger.now)
+            ledger.app.apply(deposits(1), ledger.now, ledger.latest)
     finally:
         recorder.select_events = original  # type: ignore[method-assign]
     assert caught.value.in_doubt
@@ -215,7 +215,7 @@ def test_the_projection_runner_retries_a_locked_batch(ledger: Ledger, quick: lis
     from projections.sql import ViewDatabase
 
     ledger.open("a")
-    ledger.app.apply(deposits(3), ledger.now)
+    ledger.app.apply(deposits(3), ledger.now, ledger.latest)
     db = ViewDatabase(ledger.env)
     try:
         execute = db.execute
