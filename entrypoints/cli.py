@@ -308,13 +308,30 @@ def repayment_run(
 
 
 @cli.command()
-def worker() -> None:
+def worker(as_json: bool = typer.Option(False, "--json", help="the summary at exit as JSON (log lines are JSON always)")) -> None:
     """Long-running scheduler: hourly interest at :00, the sweep every 5 minutes, the read models
-    every few seconds; stops cleanly on SIGTERM/SIGINT."""
-    from workers.scheduler import run_worker
+    every few seconds; stops cleanly on SIGTERM/SIGINT.  Logs: one JSON object per line on
+    standard error; a store it cannot open is one error line and exit 2."""
+    from workers.scheduler import open_store, run_worker, setup_logging
 
-    with opened() as app, views_of(app) as views:
-        run_worker(app, views)
+    setup_logging()
+    opened_store = open_store(State.db_url)
+    if opened_store is None:
+        raise typer.Exit(2)
+    app, views = opened_store
+    try:
+        summary = run_worker(app, views)
+    finally:
+        views.close()
+        app.close()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    runs = ", ".join(f"{job} {n}" for job, n in summary["runs"].items()) or "none"
+    failures = ", ".join(f"{job} {n}" for job, n in summary["failures"].items()) or "none"
+    out.print(f"worker ran from {summary['started']} to {summary['stopped']}: runs {runs}; failures {failures}", highlight=False)
+    if summary["last_failure"]:
+        out.print(f"last failure ({summary['last_failure']['job']}): {summary['last_failure']['error']}", highlight=False)
 
 
 @cli.command()
