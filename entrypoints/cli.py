@@ -335,23 +335,45 @@ def worker(as_json: bool = typer.Option(False, "--json", help="the summary at ex
 
 
 @cli.command()
-def status(as_json: bool = typer.Option(False, "--json", help="machine output")) -> None:
-    """The last hour charged, the last sweep, and anything overdue."""
+def status(
+    check: bool = typer.Option(False, "--check", help="exit 1 when anything is overdue or in the future (health checks, cron)"),
+    allowance: int = typer.Option(60, "--allowance", min=0, help="seconds past now that a recorded instant may lie (T4)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output"),
+) -> None:
+    """The last hour charged, the last sweep, anything overdue, and any recorded instant in the future."""
+    from datetime import timedelta
+
     from workers.status import job_status
 
     with opened() as app:
-        report = job_status(app, utcnow())
+        report = job_status(app, utcnow(), allowance=timedelta(seconds=allowance))
     if as_json:
         print(json.dumps(report, indent=2))
-        return
-    interest = report["interest"]
-    out.print(f"interest: last hour charged {interest['last_hour'] or 'never'} (last run {interest['last_run_at'] or 'never'}), "
-              f"{interest['accounts_due']} account(s) with hours due")
-    out.print(f"sweep: last mark {report['sweep']['last_mark'] or 'never'}")
+    else:
+        print_status(report)
+    if check and not report["ok"]:
+        raise typer.Exit(1)
+
+
+def print_status(report: dict[str, Any]) -> None:
+    interest, sweep = report["interest"], report["sweep"]
+    last = interest["last_hour"] or "never"
+    ran = f" (last run {interest['last_run_at']})" if interest["last_run_at"] else ""
+    if not interest["indebted_accounts"]:
+        owed = "no account owes interest"
+    elif interest["accounts_due"]:
+        owed = f"{interest['accounts_due']} indebted account(s) owe the hour {interest['current_hour']}, not charged yet"
+    else:
+        owed = f"{interest['indebted_accounts']} indebted account(s), charged through the current hour"
+    out.print(f"interest: last hour charged {last}{ran}; {owed}", highlight=False)
+    ran = f" (run at {sweep['last_run_at']})" if sweep["last_run_at"] else ""
+    out.print(f"sweep: last mark swept {sweep['last_mark'] or 'never'}{ran}; current mark {sweep['current_mark']}", highlight=False)
     for item in report["overdue"]:
-        out.print(f"[red]overdue[/red]: {item}")
-    if not report["overdue"]:
-        out.print("nothing overdue")
+        out.print(f"[red]overdue[/red]: {item}", highlight=False)
+    for item in report["future"]:
+        out.print(f"[red]future[/red]: {item}", highlight=False)
+    if report["ok"]:
+        out.print("nothing overdue, nothing in the future", highlight=False)
 
 
 # --- projections and reports ----------------------------------------------------------------------
