@@ -1,5 +1,6 @@
-"""The `ledger` command line (SPEC §13).  It parses arguments, opens the store, calls the
-application and prints; people's output with Rich, machine output with --json."""
+"""The `ledger` command line (docs/spec.md §13).  It parses arguments, opens the store, calls
+the application and prints; people's output with Rich (entrypoints.people), machine output
+with --json."""
 from __future__ import annotations
 
 import json
@@ -7,33 +8,98 @@ import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
-from ledger.app import BATCH_SIZE, LedgerApp
-from ledger.commands import _timestamp
 from ledger.errors import LedgerError
 from ledger.money import fmt
-from ledger.render import dumps, event_dict, plain, rfc3339
 from ledger.store import DEFAULT_URL, StoreError, persistence_env, redact
-from ledger.views import account_view
 from workers.gc_tuning import fewer_collections
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="An event-sourced ledger for Unified Trading Accounts.")
-account_cli = typer.Typer(no_args_is_help=True, help="Accounts: show one, list all.")
+if TYPE_CHECKING:
+    from rich.console import Console as Console_
+
+    from ledger.app import LedgerApp as LedgerApp_
+
+
+def hoist_db(args: list[str]) -> list[str]:
+    """``--db URL`` (or ``--db=URL``) given after the command moves before it, where the main
+    callback reads it: ``ledger account show alice --db URL``.  Later wins, as for any option.
+    `demo` keeps its own ``--db``; nothing after ``--`` moves."""
+    at = 0
+    while at < len(args) and args[at].startswith("-") and args[at] != "--":
+        at += 2 if args[at] == "--db" else 1
+    if at >= len(args) or args[at] == "demo":
+        return list(args)
+    moved: list[str] = []
+    rest: list[str] = []
+    tail = list(args[at:])
+    while tail:
+        word = tail.pop(0)
+        if word == "--":
+            rest += [word, *tail]
+            break
+        if word == "--db" and tail:
+            moved += [word, tail.pop(0)]
+        elif word.startswith("--db="):
+            moved.append(word)
+        else:
+            rest.append(word)
+    return [*args[:at], *moved, *rest]
+
+
+class Commands(TyperGroup):
+    """The root command: reads ``--db`` wherever it is given (see hoist_db)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_db(args))
+
+
+# Help is click's plain text: it fits any width and needs no Rich at start-up.
+PLAIN = {"no_args_is_help": True, "rich_markup_mode": None}
+cli = typer.Typer(cls=Commands, help="An event-sourced ledger for Unified Trading Accounts.", **PLAIN)
+account_cli = typer.Typer(help="Accounts: show one, list all.", **PLAIN)
 cli.add_typer(account_cli, name="account")
-interest_cli = typer.Typer(no_args_is_help=True, help="Hourly interest (I1-I6).")
+interest_cli = typer.Typer(help="Hourly interest (I1-I6).", **PLAIN)
 cli.add_typer(interest_cli, name="interest")
-repayment_cli = typer.Typer(no_args_is_help=True, help="The 5-minute forced-repayment sweep (L1-L4).")
+repayment_cli = typer.Typer(help="The 5-minute forced-repayment sweep (L1-L4).", **PLAIN)
 cli.add_typer(repayment_cli, name="repayment")
-projections_cli = typer.Typer(no_args_is_help=True, help="Read models: run, rebuild, status.")
+projections_cli = typer.Typer(help="Read models: run, rebuild, status.", **PLAIN)
 cli.add_typer(projections_cli, name="projections")
-audit_cli = typer.Typer(no_args_is_help=True, help="Audit: seal, digest, verify, replay, export.")
+audit_cli = typer.Typer(help="Audit: seal, digest, verify, replay, export.", **PLAIN)
 cli.add_typer(audit_cli, name="audit")
-out = Console()
+
+# Start-up time: `ledger --version`, `--help` and shell completion import no domain, store,
+# pydantic or Rich module.  The names below are bound by load_commands(), which the main
+# callback calls before any command runs; the commands use them as ordinary globals.
+LedgerApp: "type[LedgerApp_]"
+BATCH_SIZE: int
+Console: "type[Console_]"
+out: "Console_"
+show: Callable[..., None]  # entrypoints.people.show: a table, or one block per row when it is too wide
+_timestamp: Callable[[str], datetime]
+account_view: Callable[..., dict[str, Any]]
+dumps: Callable[[Any], str]
+event_dict: Callable[..., dict[str, Any]]
+plain: Callable[[Any], Any]
+rfc3339: Callable[[datetime], str]
+
+
+def load_commands() -> None:
+    """Import what the commands use, and a console for people sized for this output."""
+    global LedgerApp, BATCH_SIZE, Console, out, show, _timestamp, account_view, dumps, event_dict, plain, rfc3339
+    from rich.console import Console
+
+    from entrypoints import people
+    from ledger.app import BATCH_SIZE, LedgerApp
+    from ledger.commands import _timestamp
+    from ledger.render import dumps, event_dict, plain, rfc3339
+    from ledger.views import account_view
+
+    show = people.show
+    out = people.console()
 
 
 class State:
@@ -90,11 +156,25 @@ def parse_time(value: Optional[str], option: str) -> Optional[datetime]:
     return None
 
 
+def show_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"ledger {version('uta-ledger')}")
+        except PackageNotFoundError:
+            print("ledger (not installed: no version)")
+        raise typer.Exit(0)
+
+
 @cli.callback()
 def main(
-    db: str = typer.Option(DEFAULT_URL, "--db", envvar="LEDGER_DATABASE_URL", help="sqlite:///path or postgresql://user:pass@host:port/db"),
+    db: str = typer.Option(DEFAULT_URL, "--db", envvar="LEDGER_DATABASE_URL",
+                           help="sqlite:///path or postgresql://user:pass@host:port/db; before or after the command"),
+    version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="the installed version"),
 ) -> None:
     State.db_url = db
+    load_commands()
 
 
 # --- apply -----------------------------------------------------------------------------------------
@@ -118,7 +198,7 @@ def decode(line: str) -> Any:
 
 @cli.command()
 def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines commands; - is standard input")) -> None:
-    """Apply JSON Lines commands (§12); print one JSON result per line.  Exit 0 all ok, 1 any rejected, 2 unusable input."""
+    """Apply JSON Lines commands (docs/spec.md §12); print one JSON result per line.  Exit 0 all ok, 1 any rejected, 2 unusable input."""
     any_rejected = False
     with opened() as app, fewer_collections():
         batch: list[Any] = []
@@ -148,7 +228,7 @@ def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines
 def account_show(
     account: str,
     as_of: Optional[str] = typer.Option(None, "--as-of", help="RFC 3339 instant: the state then"),
-    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
     """Mode, wallets, balances, positions, open orders and margin of one account."""
     at = parse_time(as_of, "--as-of")
@@ -169,28 +249,26 @@ def account_show(
 def print_account(view: dict[str, Any]) -> None:
     parent = f", sub-account of {view['parent']}" if view["parent"] else ""
     out.print(f"[bold]{view['account']}[/bold]  {view['mode']} mode, VIP {view['vip_level']}{parent}")
-    table = Table("currency", "cash", "liability", "upl liability", "available", "equity", "borrowable")
-    for c, b in view["balances"].items():
-        table.add_row(c, b["cash"], b["liability"], b["upl_liability"], b["available"], b["equity"], view["borrowable"].get(c, "-"))
     if view["balances"]:
-        out.print(table)
+        show(out, ["currency", "cash", "liability", "upl liability", "available", "equity", "borrowable"],
+             [[c, b["cash"], b["liability"], b["upl_liability"], b["available"], b["equity"], view["borrowable"].get(c, "-")]
+              for c, b in view["balances"].items()])
     if view["positions"]:
-        table = Table("symbol", "qty", "entry", "mark", "unrealized P&L", title="positions")
-        for p in view["positions"]:
-            table.add_row(p["symbol"], p["qty"], p["entry_price"], str(p["mark_price"]), str(p["unrealized_pnl"]))
-        out.print(table)
+        show(out, ["symbol", "qty", "entry", "mark", "unrealized P&L"],
+             [[p["symbol"], p["qty"], p["entry_price"], p["mark_price"], p["unrealized_pnl"]] for p in view["positions"]],
+             title="positions")
     if view["open_orders"]:
-        table = Table("order", "market", "symbol", "side", "qty", "filled", "price", title="open orders")
-        for o in view["open_orders"]:
-            table.add_row(o["order_id"], o["market"], o["symbol"], o["side"], o["qty"], o["filled_qty"], o["price"])
-        out.print(table)
+        show(out, ["order", "market", "symbol", "side", "qty", "filled", "price"],
+             [[o["order_id"], o["market"], o["symbol"], o["side"], o["qty"], o["filled_qty"], o["price"]] for o in view["open_orders"]],
+             title="open orders")
     if view["mode"] == "unified":
         if "margin_error" in view:
             out.print(f"margin: unavailable ({view['margin_error']['message']})")
         else:
             ratio = view["risk_ratio"] if view["risk_ratio"] is not None else "infinite"
             flag = "  [red]LIQUIDATABLE[/red]" if view["liquidatable"] else ""
-            out.print(f"adjusted equity {view['adjusted_equity']}  IM {view['initial_margin']}  MM {view['maintenance_margin']}  risk ratio {ratio}  NAV {view['nav']}{flag}")
+            out.print(f"adjusted equity {view['adjusted_equity']}  IM {view['initial_margin']}  MM {view['maintenance_margin']}  "
+                      f"risk ratio {ratio}  NAV {view['nav']}{flag}", highlight=False)
 
 
 @account_cli.command("list")
@@ -210,12 +288,9 @@ def account_list(as_json: bool = typer.Option(False, "--json", help="machine out
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("account", "parent", "mode", "VIP", "cash", "liabilities", "NAV", "risk ratio")
-    for r in rows:
-        table.add_row(r["account"], r["parent"] or "", r["mode"], str(r["vip_level"]),
-                      ", ".join(f"{v} {c}" for c, v in r["cash"].items()),
-                      ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"] or "", r["risk_ratio"] or "")
-    out.print(table)
+    show(out, ["account", "parent", "mode", "VIP", "cash", "liabilities", "NAV", "risk ratio"],
+         [[r["account"], r["parent"], r["mode"], r["vip_level"], ", ".join(f"{v} {c}" for c, v in r["cash"].items()),
+           ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"], r["risk_ratio"]] for r in rows])
 
 
 # --- history -----------------------------------------------------------------------------------------
@@ -225,7 +300,7 @@ def history(
     since: Optional[str] = typer.Option(None, "--since", help="only events at or after this instant"),
     until: Optional[str] = typer.Option(None, "--until", help="only events at or before this instant"),
     type_: Optional[str] = typer.Option(None, "--type", help="only events of this name, e.g. Borrowed"),
-    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
     """The account's events in order."""
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
@@ -245,18 +320,16 @@ def history(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("seq", "at", "event", "details")
-    for r in rows:
-        details = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in r.items() if k not in ("type", "at", "seq"))
-        table.add_row(str(r["seq"]), r["at"], r["type"], details)
-    out.print(table)
+    show(out, ["seq", "at", "event", "details"],
+         [[r["seq"], r["at"], r["type"], ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                                                   for k, v in r.items() if k not in ("type", "at", "seq"))] for r in rows])
 
 
 # --- interest, worker, status --------------------------------------------------------------------
 @interest_cli.command("run")
 def interest_run(
     hour: Optional[str] = typer.Option(None, "--hour", help="run as if at this instant (default now)"),
-    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
     """Charge every hour ≤ T not yet charged, exactly once; the events carry at = T."""
     from workers.interest import run_interest
@@ -269,21 +342,20 @@ def interest_run(
         print(json.dumps({"at": rfc3339(run_at), "charges": charges,
                           "skipped": run.skipped}, indent=2))
         return
-    table = Table("account", "currency", "hour", "liability", "free", "rate", "interest", "paid", "capitalized")
-    for c in charges:
-        table.add_row(c["account"], c["currency"], c["hour"], c["liability"], c["interest_free"], c["rate"],
-                      c["interest"], c["paid"], c["capitalized"])
-    out.print(table)
+    show(out, ["account", "currency", "hour", "liability", "free", "rate", "interest", "paid", "capitalized"],
+         [[c["account"], c["currency"], c["hour"], c["liability"], c["interest_free"], c["rate"], c["interest"], c["paid"],
+           c["capitalized"]] for c in charges])
     totals = ", ".join(f"{fmt(v)} {c}" for c, v in run.totals().items()) or "nothing"
-    out.print(f"{len(charges)} charges on {len({c['account'] for c in charges})} accounts at {rfc3339(run_at)}: {totals}")
+    out.print(f"{len(charges)} charges on {len({c['account'] for c in charges})} accounts at {rfc3339(run_at)}: {totals}",
+              highlight=False)
     for s in run.skipped:
-        out.print(f"skipped {s['account']}: {s['message']}")
+        out.print(f"skipped {s['account']}: {s['message']}", highlight=False)
 
 
 @repayment_cli.command("run")
 def repayment_run(
     at: Optional[str] = typer.Option(None, "--at", help="sweep the last 5-minute mark at or before this instant (default now)"),
-    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
     """Sweep the last 5-minute mark ≤ T once: forced repayment (quota, platform), liquidation, alerts."""
     from workers.sweep import run_sweep
@@ -298,20 +370,21 @@ def repayment_run(
     if run.already_swept:
         out.print(f"mark {rfc3339(run.mark)} was swept already: nothing done")
         return
-    table = Table("account", "kind", "details")
-    for a in plain(run.actions):
-        table.add_row(a["account"], a["kind"], ", ".join(f"{k}={v}" for k, v in a.items() if k not in ("account", "kind")))
-    out.print(table)
-    out.print(f"mark {rfc3339(run.mark)}: {run.accounts} accounts examined, {len(run.actions)} actions")
+    show(out, ["account", "kind", "details"],
+         [[a["account"], a["kind"], ", ".join(f"{k}={v}" for k, v in a.items() if k not in ("account", "kind"))]
+          for a in plain(run.actions)])
+    out.print(f"mark {rfc3339(run.mark)}: {run.accounts} accounts examined, {len(run.actions)} actions", highlight=False)
     for s in run.skipped:
-        out.print(f"skipped {s['account']}: {s['message']}")
+        out.print(f"skipped {s['account']}: {s['message']}", highlight=False)
 
 
 @cli.command()
 def worker(as_json: bool = typer.Option(False, "--json", help="the summary at exit as JSON (log lines are JSON always)")) -> None:
-    """Long-running scheduler: hourly interest at :00, the sweep every 5 minutes, the read models
-    every few seconds; stops cleanly on SIGTERM/SIGINT.  Logs: one JSON object per line on
-    standard error; a store it cannot open is one error line and exit 2."""
+    """Long-running scheduler: hourly interest, the 5-minute sweep, the read models.
+
+    Interest at :00, the sweep every 5 minutes, the read models every few seconds; stops
+    cleanly on SIGTERM/SIGINT.  Logs: one JSON object per line on standard error; a store it
+    cannot open is one error line and exit 2."""
     from workers.scheduler import open_store, run_worker, setup_logging
 
     setup_logging()
@@ -340,7 +413,10 @@ def status(
     allowance: int = typer.Option(60, "--allowance", min=0, help="seconds past now that a recorded instant may lie (T4)"),
     as_json: bool = typer.Option(False, "--json", help="machine output"),
 ) -> None:
-    """The last hour charged, the last sweep, anything overdue, and any recorded instant in the future."""
+    """The scheduled jobs: what is due, overdue, or in the future.
+
+    The last hour charged, the last sweep, anything overdue (beyond a 2-minute grace), and any
+    recorded instant later than now plus the allowance (T4).  --check: exit 1 on either."""
     from datetime import timedelta
 
     from workers.status import job_status
@@ -399,6 +475,7 @@ def catch_up(app: LedgerApp, db: Any, quiet: bool) -> int:
 def projections_run(
     follow: bool = typer.Option(False, "--follow", help="keep the views current until SIGTERM/SIGINT"),
     every: float = typer.Option(2.0, "--every", help="seconds between polls with --follow"),
+    as_json: bool = typer.Option(False, "--json", help='machine output at the end: {"events"}'),
 ) -> None:
     """Bring every view up to the end of the event log (exactly once per event)."""
     import signal
@@ -410,21 +487,27 @@ def projections_run(
     with opened() as app, views_of(app) as db:
         from projections import runner
 
-        applied = catch_up(app, db, quiet=follow)
+        applied = catch_up(app, db, quiet=follow or as_json)
         while follow and not stopping.wait(every):
             applied += runner.run(app, db, stop=stopping.is_set)
-    print(f"projected {applied} events", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"events": applied}))
+    else:
+        print(f"projected {applied} events", file=sys.stderr)
 
 
 @projections_cli.command("rebuild")
-def projections_rebuild() -> None:
+def projections_rebuild(as_json: bool = typer.Option(False, "--json", help='machine output: {"events"}')) -> None:
     """Drop every view and replay the whole event log."""
     from projections import views
 
     with opened() as app, views_of(app) as db:
         views.drop(db)
-        applied = catch_up(app, db, quiet=False)
-    out.print(f"rebuilt the views from {applied} events")
+        applied = catch_up(app, db, quiet=as_json)
+    if as_json:
+        print(json.dumps({"events": applied}))
+    else:
+        out.print(f"rebuilt the views from {applied} events", highlight=False)
 
 
 @projections_cli.command("status")
@@ -437,10 +520,7 @@ def projections_status(as_json: bool = typer.Option(False, "--json", help="machi
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("view", "position", "head", "lag")
-    for r in rows:
-        table.add_row(r["view"], str(r["position"]), str(r["head"]), str(r["lag"]))
-    out.print(table)
+    show(out, ["view", "position", "head", "lag"], [[r["view"], r["position"], r["head"], r["lag"]] for r in rows])
 
 
 @cli.command()
@@ -475,10 +555,7 @@ def report(
         writer.writerows(shown)
     else:
         columns = list(shown[0]) if shown else list(reports.REPORTS[kind].columns)
-        table = Table(*columns, title=f"{kind} ({len(shown)} rows)")
-        for r in shown:
-            table.add_row(*("" if r[c] is None else str(r[c]) for c in columns))
-        out.print(table)
+        show(out, columns, [[r[c] for c in columns] for r in shown], title=f"{kind} ({len(shown)} rows)")
         for currency_, sums in reports.totals(kind, rows).items():
             if sums:
                 out.print(f"total {currency_}: " + ", ".join(f"{k} {fmt(v)}" for k, v in sorted(sums.items())))
@@ -486,29 +563,32 @@ def report(
 
 # --- audit ----------------------------------------------------------------------------------------
 @audit_cli.command("seal")
-def audit_seal() -> None:
+def audit_seal(as_json: bool = typer.Option(False, "--json", help='machine output: {"sealed", "head"}')) -> None:
     """Link every event not yet in the hash chain."""
     from projections import audit
 
     with opened() as app, views_of(app) as db:
         sealed = audit.seal(app, db)
-        print(f"sealed {sealed} events; head {audit.digest(db)}")
+        head = audit.digest(db)
+    print(json.dumps({"sealed": sealed, "head": head}) if as_json else f"sealed {sealed} events; head {head}")
 
 
 @audit_cli.command("digest")
-def audit_digest() -> None:
+def audit_digest(as_json: bool = typer.Option(False, "--json", help='machine output: {"head", "position", "link"}')) -> None:
     """Print the chain's head (position:link) for an auditor to keep (seals first)."""
     from projections import audit
 
     with opened() as app, views_of(app) as db:
         audit.seal(app, db)
-        print(audit.digest(db))
+        head = audit.digest(db)
+    position, _, link = head.partition(":")
+    print(json.dumps({"head": head, "position": int(position), "link": link}) if as_json else head)
 
 
 @audit_cli.command("verify")
 def audit_verify(
     digest: Optional[str] = typer.Option(None, "--digest", help="a head kept earlier: prove the log up to it unchanged"),
-    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
     """Tamper, replay, double-entry, read-model and interest checks; exit 1 on any finding."""
     import re
