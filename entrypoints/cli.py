@@ -410,7 +410,8 @@ def worker(as_json: bool = typer.Option(False, "--json", help="the summary at ex
 @cli.command()
 def status(
     check: bool = typer.Option(False, "--check", help="exit 1 when anything is overdue or in the future (health checks, cron)"),
-    allowance: int = typer.Option(60, "--allowance", min=0, help="seconds past now that a recorded instant may lie (T4)"),
+    allowance: int = typer.Option(60, "--allowance", min=0, max=86_400, envvar="LEDGER_FUTURE_ALLOWANCE_SECONDS",
+                                  help="seconds past now that a recorded instant may lie (T4's allowance)"),
     as_json: bool = typer.Option(False, "--json", help="machine output"),
 ) -> None:
     """The scheduled jobs: what is due, overdue, or in the future.

@@ -97,3 +97,14 @@ def test_status_check_fails_and_passes(db_url: str, monkeypatch: pytest.MonkeyPa
     assert future.exit_code == 1
     assert any(item.startswith("account/alice has an event at 2026-03-01T01:30:00Z") for item in json.loads(future.stdout)["future"])
     assert ledger_cli(db_url, "status").exit_code == 0  # without --check, status only reports
+
+
+def test_the_allowance_is_the_ledgers_setting(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    monkeypatch.setattr(cli, "utcnow", lambda: minute(10))
+    assert ledger_cli(url, "apply", "-", input=json.dumps({"type": "open_account", "account": "a", "at": at(10.5)}) + "\n").exit_code == 0
+    assert json.loads(ledger_cli(url, "status", "--json").stdout)["allowance_seconds"] == 60
+    monkeypatch.setenv("LEDGER_FUTURE_ALLOWANCE_SECONDS", "120")
+    report = json.loads(ledger_cli(url, "status", "--json").stdout)
+    assert report["allowance_seconds"] == 120 and report["future"] == []
+    assert ledger_cli(url, "status", "--allowance", "5", "--check").exit_code == 1  # the option wins
