@@ -38,8 +38,11 @@ TARGETS: dict[tuple[str, str | None], tuple[str, float]] = {
     ("verify", None): (">=", 20_000),
     ("worker_memory", None): ("<=", 500),
     ("scale", None): ("<=", 1.3),
+    ("startup_version", None): ("<=", 0.25),
+    ("startup_show", None): ("<=", 0.5),
 }
-FIGURES = ["ingest", "interest", "sweep", "worker_memory", "scale", "projections", "asof_p50", "asof_p99", "verify"]
+FIGURES = ["ingest", "interest", "sweep", "worker_memory", "scale", "projections", "asof_p50", "asof_p99", "verify",
+           "startup_version", "startup_show"]
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,11 @@ class Sizes:
     scale_accounts: int  # the small store the big one is compared with
     asof_events: int
     asof_queries: int
+    startup_runs: int  # fresh processes per start-up command
 
 
-FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200)
-QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50)
+FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21)
+QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3)
 
 
 def figure(name: str, store: str, value: float, unit: str, count: int, count_unit: str, seconds: float,
@@ -180,6 +184,7 @@ class StoreRun:
             try:
                 self.worker(url, raw, due, swept, small)
                 self.reads(url, raw, shared)
+                self.startup(url)
             finally:
                 raw.close()
         finally:
@@ -241,3 +246,18 @@ class StoreRun:
             base = {"method": "select", "rows_read_per_query": rows, "seconds": percentile(times, p), "queries": len(times)}
             self.figures.append(figure(f"asof_p{p}", store, seconds * 1000, "ms", 1, "queries", seconds, base, asof["rss_mb"],
                                        queries=asof["count"], account_events=sizes.asof_events))
+
+    def startup(self, url: str) -> None:
+        """`ledger --version` and `ledger account show` (an indebted account of the big store)
+        as fresh processes, against `python -c pass` in the same run."""
+        from bench.startup import ledger_argv, medians, peak_mb
+
+        ledger, runs = ledger_argv(), self.sizes.startup_runs
+        args = {"version": ["--version"], "show": ["--db", url, "account", "show", "acct-000000"]}
+        with self.phase(f"start-up: {runs} fresh processes of each command", "timed"):
+            took = medians({"pass": [sys.executable, "-c", "pass"], **{k: [*ledger, *a] for k, a in args.items()}}, runs)
+        base = {"method": "python -c pass", "seconds": took["pass"], "runs": runs}
+        for name, a in args.items():
+            shown = " ".join([*ledger, *a]).replace(url, "URL")
+            self.figures.append(figure(f"startup_{name}", self.store, took[name], "s", 1, "starts", took[name], base,
+                                       peak_mb(a), runs=runs, command=shown))

@@ -1,5 +1,6 @@
-"""The `ledger` command line (SPEC §13).  It parses arguments, opens the store, calls the
-application and prints; people's output with Rich, machine output with --json."""
+"""The `ledger` command line (docs/spec.md §13).  It parses arguments, opens the store, calls
+the application and prints; people's output with Rich (entrypoints.people), machine output
+with --json."""
 from __future__ import annotations
 
 import json
@@ -7,39 +8,101 @@ import os
 import sys
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
-from eventsourcing.persistence import PersistenceError
+from typer.core import TyperGroup
 
 from ledger import jsonlines
-from ledger.app import BATCH_SIZE, LedgerApp
-from ledger.commands import _timestamp
 from ledger.errors import LedgerError
-from ledger.horizon import FUTURE_ALLOWANCE, check_not_future
 from ledger.jsonlines import MAX_LINE_BYTES
 from ledger.money import fmt
-from ledger.render import dumps, event_dict, plain, rfc3339
 from ledger.retry import StoreUnavailable, describe
-from ledger.store import DEFAULT_URL, StoreError, persistence_env, redact
-from ledger.views import account_view
+from ledger.store import DEFAULT_URL, StoreError, describe_store_error, persistence_env, redact
 from workers.gc_tuning import fewer_collections
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="An event-sourced ledger for Unified Trading Accounts.")
-account_cli = typer.Typer(no_args_is_help=True, help="Accounts: show one, list all.")
+if TYPE_CHECKING:
+    from rich.console import Console as Console_
+
+    from ledger.app import LedgerApp as LedgerApp_
+
+
+def hoist_db(args: list[str]) -> list[str]:
+    """``--db URL`` (or ``--db=URL``) given after the command moves before it, where the main
+    callback reads it: ``ledger account show alice --db URL``.  Later wins, as for any option.
+    `demo` keeps its own ``--db``; nothing after ``--`` moves."""
+    at = 0
+    while at < len(args) and args[at].startswith("-") and args[at] != "--":
+        at += 2 if args[at] == "--db" else 1
+    if at >= len(args) or args[at] == "demo":
+        return list(args)
+    moved: list[str] = []
+    rest: list[str] = []
+    tail = list(args[at:])
+    while tail:
+        word = tail.pop(0)
+        if word == "--":
+            rest += [word, *tail]
+            break
+        if word == "--db" and tail:
+            moved += [word, tail.pop(0)]
+        elif word.startswith("--db="):
+            moved.append(word)
+        else:
+            rest.append(word)
+    return [*args[:at], *moved, *rest]
+
+
+class Commands(TyperGroup):
+    """The root command: reads ``--db`` wherever it is given (see hoist_db)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_db(args))
+
+
+# Help is click's plain text: it fits any width and needs no Rich at start-up.
+PLAIN = {"no_args_is_help": True, "rich_markup_mode": None}
+cli = typer.Typer(cls=Commands, help="An event-sourced ledger for Unified Trading Accounts.", **PLAIN)
+account_cli = typer.Typer(help="Accounts: show one, list all.", **PLAIN)
 cli.add_typer(account_cli, name="account")
-interest_cli = typer.Typer(no_args_is_help=True, help="Hourly interest (I1-I6).")
+interest_cli = typer.Typer(help="Hourly interest (I1-I6).", **PLAIN)
 cli.add_typer(interest_cli, name="interest")
-repayment_cli = typer.Typer(no_args_is_help=True, help="The 5-minute forced-repayment sweep (L1-L4).")
+repayment_cli = typer.Typer(help="The 5-minute forced-repayment sweep (L1-L4).", **PLAIN)
 cli.add_typer(repayment_cli, name="repayment")
-projections_cli = typer.Typer(no_args_is_help=True, help="Read models: run, rebuild, status.")
+projections_cli = typer.Typer(help="Read models: run, rebuild, status.", **PLAIN)
 cli.add_typer(projections_cli, name="projections")
-audit_cli = typer.Typer(no_args_is_help=True, help="Audit: seal, digest, verify, replay, export.")
+audit_cli = typer.Typer(help="Audit: seal, digest, verify, replay, export.", **PLAIN)
 cli.add_typer(audit_cli, name="audit")
-out = Console()
+
+# Start-up time: `ledger --version`, `--help` and shell completion import no domain, store,
+# pydantic or Rich module.  The names below are bound by load_commands(), which the main
+# callback calls before any command runs; the commands use them as ordinary globals.
+LedgerApp: "type[LedgerApp_]"
+BATCH_SIZE: int
+Console: "type[Console_]"
+out: "Console_"
+show: Callable[..., None]  # entrypoints.people.show: a table, or one block per row when it is too wide
+_timestamp: Callable[[str], datetime]
+account_view: Callable[..., dict[str, Any]]
+dumps: Callable[[Any], str]
+event_dict: Callable[..., dict[str, Any]]
+plain: Callable[[Any], Any]
+rfc3339: Callable[[datetime], str]
+
+
+def load_commands() -> None:
+    """Import what the commands use, and a console for people sized for this output."""
+    global LedgerApp, BATCH_SIZE, Console, out, show, _timestamp, account_view, dumps, event_dict, plain, rfc3339
+    from rich.console import Console
+
+    from entrypoints import people
+    from ledger.app import BATCH_SIZE, LedgerApp
+    from ledger.commands import _timestamp
+    from ledger.render import dumps, event_dict, plain, rfc3339
+    from ledger.views import account_view
+
+    show = people.show
+    out = people.console()
 
 
 class State:
@@ -56,6 +119,8 @@ MAX_FUTURE_ALLOWANCE = 86_400  # seconds: a day of clock skew is a broken clock,
 def future_allowance() -> timedelta:
     """T4: how far ahead of this machine's clock an instant may lie, in whole seconds, from
     LEDGER_FUTURE_ALLOWANCE_SECONDS (default 60)."""
+    from ledger.horizon import FUTURE_ALLOWANCE
+
     raw = os.environ.get("LEDGER_FUTURE_ALLOWANCE_SECONDS")
     if raw is None:
         return FUTURE_ALLOWANCE
@@ -73,6 +138,8 @@ def latest_clock() -> Callable[[], datetime]:
 
 def run_time(value: Optional[str], option: str) -> datetime:
     """The instant a run stands for: ``value`` (default now), never from the future (T4)."""
+    from ledger.horizon import check_not_future
+
     latest = latest_clock()
     at = parse_time(value, option) or utcnow()
     try:
@@ -119,8 +186,10 @@ def opened(url: Optional[str] = None, read_only: bool = False) -> Iterator[Ledge
             app.close()
         if read_only and no_such_table(error):
             fail(f"no ledger at {redact(url)}: its tables do not exist (only a command that writes creates them)")
-        fail(f"cannot open the store {redact(url)}: {str(error) or type(error).__name__}")
+        fail(f"cannot open the store {redact(url)}: {describe_store_error(error) or type(error).__name__}")
     assert app is not None
+    from eventsourcing.persistence import PersistenceError
+
     try:
         yield app
     except StoreUnavailable as error:  # retried already (ledger.retry): one line, exit 2
@@ -177,11 +246,25 @@ def parse_time(value: Optional[str], option: str) -> Optional[datetime]:
     return None
 
 
+def show_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"ledger {version('uta-ledger')}")
+        except PackageNotFoundError:
+            print("ledger (not installed: no version)")
+        raise typer.Exit(0)
+
+
 @cli.callback()
 def main(
-    db: str = typer.Option(DEFAULT_URL, "--db", envvar="LEDGER_DATABASE_URL", help="sqlite:///path or postgresql://user:pass@host:port/db"),
+    db: str = typer.Option(DEFAULT_URL, "--db", envvar="LEDGER_DATABASE_URL",
+                           help="sqlite:///path or postgresql://user:pass@host:port/db; before or after the command"),
+    version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="the installed version"),
 ) -> None:
     State.db_url = db
+    load_commands()
 
 
 # --- apply -----------------------------------------------------------------------------------------
@@ -222,7 +305,7 @@ def blank(line: bytes) -> bool:
 
 @cli.command()
 def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines commands; - is standard input")) -> None:
-    """Apply JSON Lines commands (§12); print one JSON result per line.  Exit 0 all ok, 1 any rejected, 2 unusable input."""
+    """Apply JSON Lines commands (docs/spec.md §12); print one JSON result per line.  Exit 0 all ok, 1 any rejected, 2 unusable input."""
     any_rejected = False
     latest = latest_clock()
     with opened() as app, fewer_collections():
@@ -267,7 +350,7 @@ def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines
 def account_show(
     account: str,
     as_of: Optional[str] = typer.Option(None, "--as-of", help="RFC 3339 instant: the state then"),
-    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
     """Mode, wallets, balances, positions, open orders and margin of one account."""
     at = parse_time(as_of, "--as-of")
@@ -288,28 +371,26 @@ def account_show(
 def print_account(view: dict[str, Any]) -> None:
     parent = f", sub-account of {view['parent']}" if view["parent"] else ""
     out.print(f"[bold]{view['account']}[/bold]  {view['mode']} mode, VIP {view['vip_level']}{parent}")
-    table = Table("currency", "cash", "liability", "upl liability", "available", "equity", "borrowable")
-    for c, b in view["balances"].items():
-        table.add_row(c, b["cash"], b["liability"], b["upl_liability"], b["available"], b["equity"], view["borrowable"].get(c, "-"))
     if view["balances"]:
-        out.print(table)
+        show(out, ["currency", "cash", "liability", "upl liability", "available", "equity", "borrowable"],
+             [[c, b["cash"], b["liability"], b["upl_liability"], b["available"], b["equity"], view["borrowable"].get(c, "-")]
+              for c, b in view["balances"].items()])
     if view["positions"]:
-        table = Table("symbol", "qty", "entry", "mark", "unrealized P&L", title="positions")
-        for p in view["positions"]:
-            table.add_row(p["symbol"], p["qty"], p["entry_price"], str(p["mark_price"]), str(p["unrealized_pnl"]))
-        out.print(table)
+        show(out, ["symbol", "qty", "entry", "mark", "unrealized P&L"],
+             [[p["symbol"], p["qty"], p["entry_price"], p["mark_price"], p["unrealized_pnl"]] for p in view["positions"]],
+             title="positions")
     if view["open_orders"]:
-        table = Table("order", "market", "symbol", "side", "qty", "filled", "price", title="open orders")
-        for o in view["open_orders"]:
-            table.add_row(o["order_id"], o["market"], o["symbol"], o["side"], o["qty"], o["filled_qty"], o["price"])
-        out.print(table)
+        show(out, ["order", "market", "symbol", "side", "qty", "filled", "price"],
+             [[o["order_id"], o["market"], o["symbol"], o["side"], o["qty"], o["filled_qty"], o["price"]] for o in view["open_orders"]],
+             title="open orders")
     if view["mode"] == "unified":
         if "margin_error" in view:
             out.print(f"margin: unavailable ({view['margin_error']['message']})")
         else:
             ratio = view["risk_ratio"] if view["risk_ratio"] is not None else "infinite"
             flag = "  [red]LIQUIDATABLE[/red]" if view["liquidatable"] else ""
-            out.print(f"adjusted equity {view['adjusted_equity']}  IM {view['initial_margin']}  MM {view['maintenance_margin']}  risk ratio {ratio}  NAV {view['nav']}{flag}")
+            out.print(f"adjusted equity {view['adjusted_equity']}  IM {view['initial_margin']}  MM {view['maintenance_margin']}  "
+                      f"risk ratio {ratio}  NAV {view['nav']}{flag}", highlight=False)
 
 
 @account_cli.command("list")
@@ -329,12 +410,9 @@ def account_list(as_json: bool = typer.Option(False, "--json", help="machine out
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("account", "parent", "mode", "VIP", "cash", "liabilities", "NAV", "risk ratio")
-    for r in rows:
-        table.add_row(r["account"], r["parent"] or "", r["mode"], str(r["vip_level"]),
-                      ", ".join(f"{v} {c}" for c, v in r["cash"].items()),
-                      ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"] or "", r["risk_ratio"] or "")
-    out.print(table)
+    show(out, ["account", "parent", "mode", "VIP", "cash", "liabilities", "NAV", "risk ratio"],
+         [[r["account"], r["parent"], r["mode"], r["vip_level"], ", ".join(f"{v} {c}" for c, v in r["cash"].items()),
+           ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"], r["risk_ratio"]] for r in rows])
 
 
 # --- history -----------------------------------------------------------------------------------------
@@ -344,7 +422,7 @@ def history(
     since: Optional[str] = typer.Option(None, "--since", help="only events at or after this instant"),
     until: Optional[str] = typer.Option(None, "--until", help="only events at or before this instant"),
     type_: Optional[str] = typer.Option(None, "--type", help="only events of this name, e.g. Borrowed"),
-    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
     """The account's events in order."""
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
@@ -364,18 +442,16 @@ def history(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("seq", "at", "event", "details")
-    for r in rows:
-        details = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in r.items() if k not in ("type", "at", "seq"))
-        table.add_row(str(r["seq"]), r["at"], r["type"], details)
-    out.print(table)
+    show(out, ["seq", "at", "event", "details"],
+         [[r["seq"], r["at"], r["type"], ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                                                   for k, v in r.items() if k not in ("type", "at", "seq"))] for r in rows])
 
 
 # --- interest, worker, status --------------------------------------------------------------------
 @interest_cli.command("run")
 def interest_run(
     hour: Optional[str] = typer.Option(None, "--hour", help="run as if at this instant (default now)"),
-    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
     """Charge every hour ≤ T not yet charged, exactly once; the events carry at = T."""
     from workers.interest import run_interest
@@ -388,21 +464,20 @@ def interest_run(
         print(json.dumps({"at": rfc3339(run_at), "charges": charges,
                           "skipped": run.skipped}, indent=2))
         return
-    table = Table("account", "currency", "hour", "liability", "free", "rate", "interest", "paid", "capitalized")
-    for c in charges:
-        table.add_row(c["account"], c["currency"], c["hour"], c["liability"], c["interest_free"], c["rate"],
-                      c["interest"], c["paid"], c["capitalized"])
-    out.print(table)
+    show(out, ["account", "currency", "hour", "liability", "free", "rate", "interest", "paid", "capitalized"],
+         [[c["account"], c["currency"], c["hour"], c["liability"], c["interest_free"], c["rate"], c["interest"], c["paid"],
+           c["capitalized"]] for c in charges])
     totals = ", ".join(f"{fmt(v)} {c}" for c, v in run.totals().items()) or "nothing"
-    out.print(f"{len(charges)} charges on {len({c['account'] for c in charges})} accounts at {rfc3339(run_at)}: {totals}")
+    out.print(f"{len(charges)} charges on {len({c['account'] for c in charges})} accounts at {rfc3339(run_at)}: {totals}",
+              highlight=False)
     for s in run.skipped:
-        out.print(f"skipped {s['account']}: {s['message']}")
+        out.print(f"skipped {s['account']}: {s['message']}", highlight=False)
 
 
 @repayment_cli.command("run")
 def repayment_run(
     at: Optional[str] = typer.Option(None, "--at", help="sweep the last 5-minute mark at or before this instant (default now)"),
-    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
     """Sweep the last 5-minute mark ≤ T once: forced repayment (quota, platform), liquidation, alerts."""
     from workers.sweep import run_sweep
@@ -417,43 +492,88 @@ def repayment_run(
     if run.already_swept:
         out.print(f"mark {rfc3339(run.mark)} was swept already: nothing done")
         return
-    table = Table("account", "kind", "details")
-    for a in plain(run.actions):
-        table.add_row(a["account"], a["kind"], ", ".join(f"{k}={v}" for k, v in a.items() if k not in ("account", "kind")))
-    out.print(table)
-    out.print(f"mark {rfc3339(run.mark)}: {run.accounts} accounts examined, {len(run.actions)} actions")
+    show(out, ["account", "kind", "details"],
+         [[a["account"], a["kind"], ", ".join(f"{k}={v}" for k, v in a.items() if k not in ("account", "kind"))]
+          for a in plain(run.actions)])
+    out.print(f"mark {rfc3339(run.mark)}: {run.accounts} accounts examined, {len(run.actions)} actions", highlight=False)
     for s in run.skipped:
-        out.print(f"skipped {s['account']}: {s['message']}")
+        out.print(f"skipped {s['account']}: {s['message']}", highlight=False)
 
 
 @cli.command()
-def worker() -> None:
-    """Long-running scheduler: hourly interest at :00, the sweep every 5 minutes, the read models
-    every few seconds; stops cleanly on SIGTERM/SIGINT."""
-    from workers.scheduler import run_worker
+def worker(as_json: bool = typer.Option(False, "--json", help="the summary at exit as JSON (log lines are JSON always)")) -> None:
+    """Long-running scheduler: hourly interest, the 5-minute sweep, the read models.
 
-    with opened() as app, views_of(app) as views:
-        run_worker(app, views)
+    Interest at :00, the sweep every 5 minutes, the read models every few seconds; stops
+    cleanly on SIGTERM/SIGINT.  Logs: one JSON object per line on standard error; a store it
+    cannot open is one error line and exit 2."""
+    from workers.scheduler import open_store, run_worker, setup_logging
+
+    setup_logging()
+    opened_store = open_store(State.db_url)
+    if opened_store is None:
+        raise typer.Exit(2)
+    app, views = opened_store
+    try:
+        summary = run_worker(app, views)
+    finally:
+        views.close()
+        app.close()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    runs = ", ".join(f"{job} {n}" for job, n in summary["runs"].items()) or "none"
+    failures = ", ".join(f"{job} {n}" for job, n in summary["failures"].items()) or "none"
+    out.print(f"worker ran from {summary['started']} to {summary['stopped']}: runs {runs}; failures {failures}", highlight=False)
+    if summary["last_failure"]:
+        out.print(f"last failure ({summary['last_failure']['job']}): {summary['last_failure']['error']}", highlight=False)
 
 
 @cli.command()
-def status(as_json: bool = typer.Option(False, "--json", help="machine output")) -> None:
-    """The last hour charged, the last sweep, and anything overdue."""
+def status(
+    check: bool = typer.Option(False, "--check", help="exit 1 when anything is overdue or in the future (health checks, cron)"),
+    seconds: Optional[int] = typer.Option(None, "--allowance", min=0, max=MAX_FUTURE_ALLOWANCE,
+                                          help="seconds past now that a recorded instant may lie "
+                                               "(default LEDGER_FUTURE_ALLOWANCE_SECONDS, else 60: T4's allowance)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output"),
+) -> None:
+    """The scheduled jobs: what is due, overdue, or in the future.
+
+    The last hour charged, the last sweep, anything overdue (beyond a 2-minute grace), and any
+    recorded instant later than now plus the allowance (T4, LEDGER_FUTURE_ALLOWANCE_SECONDS).
+    --check: exit 1 on either."""
     from workers.status import job_status
 
+    allowance = future_allowance() if seconds is None else timedelta(seconds=seconds)
     with opened(read_only=True) as app:
-        report = job_status(app, utcnow())
+        report = job_status(app, utcnow(), allowance=allowance)
     if as_json:
         print(json.dumps(report, indent=2))
-        return
-    interest = report["interest"]
-    out.print(f"interest: last hour charged {interest['last_hour'] or 'never'} (last run {interest['last_run_at'] or 'never'}), "
-              f"{interest['accounts_due']} account(s) with hours due")
-    out.print(f"sweep: last mark {report['sweep']['last_mark'] or 'never'}")
+    else:
+        print_status(report)
+    if check and not report["ok"]:
+        raise typer.Exit(1)
+
+
+def print_status(report: dict[str, Any]) -> None:
+    interest, sweep = report["interest"], report["sweep"]
+    last = interest["last_hour"] or "never"
+    ran = f" (last run {interest['last_run_at']})" if interest["last_run_at"] else ""
+    if not interest["indebted_accounts"]:
+        owed = "no account owes interest"
+    elif interest["accounts_due"]:
+        owed = f"{interest['accounts_due']} indebted account(s) owe the hour {interest['current_hour']}, not charged yet"
+    else:
+        owed = f"{interest['indebted_accounts']} indebted account(s), charged through the current hour"
+    out.print(f"interest: last hour charged {last}{ran}; {owed}", highlight=False)
+    ran = f" (run at {sweep['last_run_at']})" if sweep["last_run_at"] else ""
+    out.print(f"sweep: last mark swept {sweep['last_mark'] or 'never'}{ran}; current mark {sweep['current_mark']}", highlight=False)
     for item in report["overdue"]:
-        out.print(f"[red]overdue[/red]: {item}")
-    if not report["overdue"]:
-        out.print("nothing overdue")
+        out.print(f"[red]overdue[/red]: {item}", highlight=False)
+    for item in report["future"]:
+        out.print(f"[red]future[/red]: {item}", highlight=False)
+    if report["ok"]:
+        out.print("nothing overdue, nothing in the future", highlight=False)
 
 
 # --- projections and reports ----------------------------------------------------------------------
@@ -505,6 +625,7 @@ def catch_up(app: LedgerApp, db: Any, quiet: bool) -> int:
 def projections_run(
     follow: bool = typer.Option(False, "--follow", help="keep the views current until SIGTERM/SIGINT"),
     every: float = typer.Option(2.0, "--every", help="seconds between polls with --follow"),
+    as_json: bool = typer.Option(False, "--json", help='machine output at the end: {"events"}'),
 ) -> None:
     """Bring every view up to the end of the event log (exactly once per event)."""
     import signal
@@ -516,21 +637,27 @@ def projections_run(
     with opened() as app, views_of(app) as db:
         from projections import runner
 
-        applied = catch_up(app, db, quiet=follow)
+        applied = catch_up(app, db, quiet=follow or as_json)
         while follow and not stopping.wait(every):
             applied += runner.run(app, db, stop=stopping.is_set)
-    print(f"projected {applied} events", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"events": applied}))
+    else:
+        print(f"projected {applied} events", file=sys.stderr)
 
 
 @projections_cli.command("rebuild")
-def projections_rebuild() -> None:
+def projections_rebuild(as_json: bool = typer.Option(False, "--json", help='machine output: {"events"}')) -> None:
     """Drop every view and replay the whole event log."""
     from projections import views
 
     with opened() as app, views_of(app) as db:
         views.drop(db)
-        applied = catch_up(app, db, quiet=False)
-    out.print(f"rebuilt the views from {applied} events")
+        applied = catch_up(app, db, quiet=as_json)
+    if as_json:
+        print(json.dumps({"events": applied}))
+    else:
+        out.print(f"rebuilt the views from {applied} events", highlight=False)
 
 
 @projections_cli.command("status")
@@ -543,10 +670,7 @@ def projections_status(as_json: bool = typer.Option(False, "--json", help="machi
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("view", "position", "head", "lag")
-    for r in rows:
-        table.add_row(r["view"], str(r["position"]), str(r["head"]), str(r["lag"]))
-    out.print(table)
+    show(out, ["view", "position", "head", "lag"], [[r["view"], r["position"], r["head"], r["lag"]] for r in rows])
 
 
 @cli.command()
@@ -582,10 +706,7 @@ def report(
         writer.writerows(shown)
     else:
         columns = list(shown[0]) if shown else list(reports.REPORTS[kind].columns)
-        table = Table(*columns, title=f"{kind} ({len(shown)} rows)")
-        for r in shown:
-            table.add_row(*("" if r[c] is None else str(r[c]) for c in columns))
-        out.print(table)
+        show(out, columns, [[r[c] for c in columns] for r in shown], title=f"{kind} ({len(shown)} rows)")
         for currency_, sums in reports.totals(kind, rows).items():
             if sums:
                 out.print(f"total {currency_}: " + ", ".join(f"{k} {fmt(v)}" for k, v in sorted(sums.items())))
@@ -593,30 +714,33 @@ def report(
 
 # --- audit ----------------------------------------------------------------------------------------
 @audit_cli.command("seal")
-def audit_seal() -> None:
+def audit_seal(as_json: bool = typer.Option(False, "--json", help='machine output: {"sealed", "head"}')) -> None:
     """Link every event not yet in the hash chain."""
     from projections import audit
 
     with opened() as app, views_of(app) as db:
         sealed = audit.seal(app, db)
-        print(f"sealed {sealed} events; head {audit.digest(db)}")
+        head = audit.digest(db)
+    print(json.dumps({"sealed": sealed, "head": head}) if as_json else f"sealed {sealed} events; head {head}")
 
 
 @audit_cli.command("digest")
-def audit_digest() -> None:
+def audit_digest(as_json: bool = typer.Option(False, "--json", help='machine output: {"head", "position", "link"}')) -> None:
     """Print the chain's head (position:link) for an auditor to keep.  Reads only: events not
     sealed yet are said on standard error."""
     from projections import audit
 
     with opened(read_only=True) as app, views_of(app, read_only=True) as db:
-        print(audit.digest(db))
+        head = audit.digest(db)
+        position, _, link = head.partition(":")
+        print(json.dumps({"head": head, "position": int(position), "link": link}) if as_json else head)
         say_unsealed(app, db)
 
 
 @audit_cli.command("verify")
 def audit_verify(
     digest: Optional[str] = typer.Option(None, "--digest", help="a head kept earlier: prove the log up to it unchanged"),
-    as_json: bool = typer.Option(False, "--json", help="machine output (§14)"),
+    as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
     """Tamper, version, time (T1), replay, double-entry, read-model and interest checks; exit 1
     on any finding.  Reads only: nothing is sealed or projected first."""

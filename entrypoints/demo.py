@@ -12,6 +12,7 @@ from typing import Any, Callable, ContextManager
 from rich.console import Console
 from rich.panel import Panel
 
+from entrypoints.people import heading
 from ledger.app import LedgerApp
 from ledger.base import event_fields
 from ledger.money import fmt
@@ -93,7 +94,7 @@ def interest_step(app: LedgerApp, out: Console) -> None:
     """The hourly run at 10:05 charges the top of 10:00 (I1-I4)."""
     from workers.interest import run_interest
 
-    out.rule(f"[bold]{len(STEPS) + 1}. An hour later the interest worker charges 10:00 UTC: 0.01 % of each USDT liability, the bot's UPL-generated part within the 2,000 allowance is free (I1-I4)")
+    heading(out, f"{len(STEPS) + 1}. An hour later the interest worker charges 10:00 UTC: 0.01 % of each USDT liability, the bot's UPL-generated part within the 2,000 allowance is free (I1-I4)")
     run = run_interest(app, INTEREST_AT)
     for c in run.charges:
         money = {k: fmt(getattr(c, k)) for k in ("liability", "interest_free", "rate", "interest", "paid", "capitalized")}
@@ -111,7 +112,7 @@ def crash_step(app: LedgerApp, out: Console) -> None:
     from entrypoints.cli import print_account
     from workers.sweep import run_sweep
 
-    out.rule(f"[bold]{len(STEPS) + 2}. BTC crashes to 45,000; the 10:10 sweep liquidates the bot: its long is closed at mark and what its assets cannot cover goes to the insurance fund (L3)")
+    heading(out, f"{len(STEPS) + 2}. BTC crashes to 45,000; the 10:10 sweep liquidates the bot: its long is closed at mark and what its assets cannot cover goes to the insurance fund (L3)")
     crash = {"type": "set_price", "currency": "BTC", "price": "45000", "at": CRASH_AT.isoformat()}
     for e in app.apply([crash], wall_clock)[0]["events"]:
         out.print(f"   [green]✓ {e['type']}[/green] " + ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "at")), highlight=False)
@@ -149,7 +150,7 @@ def run(db_url: str, out: Console, opened: Callable[[str], ContextManager[Ledger
     out.print(Panel.fit("Unified Trading Account ledger: a guided tour\nEvery step below is a JSON command applied through `ledger apply`; every line it prints is an event stored in the append-only log.", style="bold"))
     with opened(db_url) as app:
         for number, (title, commands, shown) in enumerate(STEPS, 1):
-            out.rule(f"[bold]{number}. {title}")
+            heading(out, f"{number}. {title}")
             for command, result in zip(commands, app.apply(commands, wall_clock)):
                 label = command["type"] + " " + " ".join(f"{k}={v}" for k, v in command.items() if k not in ("type", "at"))
                 out.print(f"[cyan]→ {label}[/cyan]", highlight=False)

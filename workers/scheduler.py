@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import threading
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from ledger.app import LedgerApp
 from ledger.render import rfc3339
+from ledger.store import KINDS, describe_store_error, persistence_env, redact, store_error_kind
 from workers.interest import run_interest
 from workers.sweep import run_sweep
 
@@ -30,13 +32,30 @@ PROJECTIONS_EVERY = 5  # seconds between projection catch-ups
 
 
 class JsonFormatter(logging.Formatter):
-    """Structured logs: one JSON object per line."""
+    """Structured logs: one JSON object per line.  A record that carries an exception (any
+    library's, e.g. APScheduler's "Job raised an exception") says its type and message."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"ts": rfc3339(datetime.fromtimestamp(record.created, timezone.utc)),
                  "level": record.levelname.lower(), "event": record.getMessage()}
         entry.update(getattr(record, "fields", {}))
-        return json.dumps(entry)
+        if record.exc_info and record.exc_info[1] is not None and "error" not in entry:
+            entry.update(failure(record.exc_info[1]))
+        return json.dumps(entry, default=str)
+
+
+def failure(error: BaseException) -> dict[str, Any]:
+    """What a log line says of a failure: the exception's type, what kind of store failure it
+    is (connection_refused, database_missing, bad_credentials, ... or null) and its message."""
+    return {"error_type": type(error).__name__, "error_kind": store_error_kind(error),
+            "error": describe_store_error(error)}
+
+
+def failed(what: str, error: BaseException, **fields: Any) -> None:
+    """One error line: the event names what failed and, for a store failure, how."""
+    kind = store_error_kind(error)
+    label = f": {KINDS[kind][0]}" if kind else ""
+    log.error(f"{what}{label}", extra={"fields": {**fields, **failure(error)}})
 
 
 def setup_logging() -> None:
@@ -50,21 +69,50 @@ def setup_logging() -> None:
 
 
 class Jobs:
-    """The scheduled jobs, each callable with the time it stands for (tests pass a fake one)."""
+    """The scheduled jobs, each callable with the time it stands for (tests pass a fake one).
+    A job that fails logs why (type, kind, message) and the next run tries again: a failure
+    never escapes into the scheduler, whose own line would not say what happened."""
 
     def __init__(self, app: LedgerApp, stopping: threading.Event, views: Any = None) -> None:
         self.app = app
         self.stopping = stopping
         self.views = views  # a projections.sql.ViewDatabase, or None: no projection job
+        self.runs: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+        self.last_failure: dict[str, Any] | None = None
+        self._lock = threading.Lock()
 
-    def interest(self, run_at: datetime) -> None:
+    def guarded(self, job: str, work: Callable[[], None]) -> bool:
+        """Run one job; True when it went through."""
+        try:
+            work()
+        except Exception as error:  # noqa: BLE001 - logged with its type and message; the next run retries
+            failed(f"{job} job failed", error, job=job)
+            with self._lock:
+                self.failures[job] += 1
+                self.last_failure = {"job": job, **failure(error)}
+            return False
+        with self._lock:
+            self.runs[job] += 1
+        return True
+
+    def interest(self, run_at: datetime) -> bool:
+        return self.guarded("interest", lambda: self._interest(run_at))
+
+    def sweep(self, run_at: datetime) -> bool:
+        return self.guarded("sweep", lambda: self._sweep(run_at))
+
+    def projections(self) -> bool:
+        return self.guarded("projections", self._projections)
+
+    def _interest(self, run_at: datetime) -> None:
         run = run_interest(self.app, run_at, stop=self.stopping.is_set)
         log.info("interest run", extra={"fields": {
             "at": rfc3339(run_at), "charges": len(run.charges),
             "accounts": len({c.account for c in run.charges}), "skipped": len(run.skipped),
             "totals": {c: str(v) for c, v in run.totals().items()}, "complete": run.complete}})
 
-    def sweep(self, run_at: datetime) -> None:
+    def _sweep(self, run_at: datetime) -> None:
         run = run_sweep(self.app, run_at, stop=self.stopping.is_set)
         kinds: dict[str, int] = {}
         for action in run.actions:
@@ -73,8 +121,7 @@ class Jobs:
             "at": rfc3339(run_at), "mark": rfc3339(run.mark), "accounts": run.accounts, "actions": kinds,
             "skipped": len(run.skipped), "already_swept": run.already_swept, "complete": run.complete}})
 
-
-    def projections(self) -> None:
+    def _projections(self) -> None:
         """Seal new events into the audit chain, then bring the read models up to date."""
         from projections import audit, runner
 
@@ -82,6 +129,10 @@ class Jobs:
         applied = runner.run(self.app, self.views, stop=self.stopping.is_set)
         if applied or sealed:
             log.info("projections run", extra={"fields": {"events": applied, "sealed": sealed}})
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            return {"runs": dict(self.runs), "failures": dict(self.failures), "last_failure": self.last_failure}
 
 
 def now() -> datetime:
@@ -100,10 +151,30 @@ def build_scheduler(jobs: Jobs, clock: Callable[[], datetime] = now) -> Backgrou
     return scheduler
 
 
-def run_worker(app: LedgerApp, views: Any = None) -> None:
+def open_store(url: str) -> tuple[LedgerApp, Any] | None:
+    """The store and its read models for the worker, or None after one error line saying why
+    (a refused connection, a missing database, bad credentials ...)."""
+    from projections.sql import ViewDatabase
+
+    try:
+        app = LedgerApp.open(persistence_env(url))
+    except Exception as error:  # noqa: BLE001 - StoreError or the driver's: logged, exit 2
+        failed("cannot open the store", error, store=redact(url))
+        return None
+    try:
+        return app, ViewDatabase(persistence_env(url))
+    except Exception as error:  # noqa: BLE001
+        app.close()
+        failed("cannot open the read models", error, store=redact(url))
+        return None
+
+
+def run_worker(app: LedgerApp, views: Any = None) -> dict[str, Any]:
     """Catch up at once, then run on schedule until SIGTERM or SIGINT.  The main thread only
-    waits; jobs run in the scheduler's thread and see ``stopping`` between batches."""
+    waits; jobs run in the scheduler's thread and see ``stopping`` between batches.  Returns
+    the summary that the last log line also carries."""
     setup_logging()
+    started = now()
     stopping = threading.Event()
     jobs = Jobs(app, stopping, views)
     scheduler = build_scheduler(jobs)
@@ -126,4 +197,7 @@ def run_worker(app: LedgerApp, views: Any = None) -> None:
         scheduler.start()
         stopping.wait()
         scheduler.shutdown(wait=True)  # a running job stops after its current batch (one transaction)
-    log.info("worker stopped", extra={"fields": {"signal": received[0] if received else None}})
+    summary = {"started": rfc3339(started), "stopped": rfc3339(now()), "signal": received[0] if received else None,
+               **jobs.summary()}
+    log.info("worker stopped", extra={"fields": summary})
+    return summary
