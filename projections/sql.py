@@ -18,10 +18,12 @@ class ViewDatabase:
         if self.postgres:
             import psycopg
 
+            from stores import limits
+
             self._conn: Any = psycopg.connect(
                 host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], user=env["POSTGRES_USER"],
-                password=env.get("POSTGRES_PASSWORD", ""), dbname=env["POSTGRES_DBNAME"],
-                connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5")), autocommit=True,
+                password=env.get("POSTGRES_PASSWORD", ""), dbname=env["POSTGRES_DBNAME"], autocommit=True,
+                **limits.connection_kwargs(limits.read(env)),  # the store's bounds on every wait
             )
             if env.get("POSTGRES_SCHEMA"):
                 self._conn.execute(f"SET search_path TO {env['POSTGRES_SCHEMA']}")

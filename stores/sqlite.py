@@ -1,12 +1,21 @@
-"""eventsourcing's SQLite store with ``select_many`` (see ``stores``)."""
+"""eventsourcing's SQLite store with ``select_many`` (see ``stores``).
+
+Every wait is bounded: a writer waits at most ``SQLITE_LOCK_TIMEOUT`` seconds (sqlite3's busy
+timeout; default 30 here, ``LEDGER_SQLITE_LOCK_TIMEOUT``) for the file's write lock, then
+``OperationalError: database is locked``; a thread waits at most eventsourcing's pool timeout
+(5 s) for a connection.  Statements run in-process: nothing waits on a server.
+"""
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from eventsourcing.persistence import StoredEvent
 from eventsourcing import sqlite as base  # a module, not its classes: eventsourcing expects one factory class here
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import Environment
 
 from stores import WithOrjson, chunks, group
+
+LOCK_TIMEOUT = 30  # seconds, when SQLITE_LOCK_TIMEOUT is not set
 
 SELECT_MANY = """
 WITH ids(id) AS (VALUES {values}),
@@ -78,3 +87,12 @@ class Recorder(base.SQLiteApplicationRecorder):
 
 class Factory(WithOrjson, base.SQLiteFactory):
     application_recorder_class = Recorder
+
+    def __init__(self, env: Any) -> None:
+        env = Environment(env.name, dict(env)) if isinstance(env, Environment) else Environment(env=env)
+        raw = (env.get(self.SQLITE_LOCK_TIMEOUT) or "").strip()
+        if raw and not (raw.isdigit() and int(raw) > 0):
+            raise OSError(f"{self.SQLITE_LOCK_TIMEOUT} (bound on waiting for the write lock) must be a whole number "
+                          f"of seconds above 0, not {raw!r}: nothing may wait without bound")
+        env[self.SQLITE_LOCK_TIMEOUT] = raw or str(LOCK_TIMEOUT)
+        super().__init__(env)
