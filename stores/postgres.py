@@ -12,8 +12,8 @@ for the table lock) the tail of the INSERT stays in libpq's buffer: the server w
 transaction sends each statement to the end before it waits for the answer.
 
 One transaction per save: the events table locked (writers in commit order, as
-eventsourcing's), a notification, the events with their notification ids, the snapshots the
-unit of work took.
+eventsourcing's), a notification, the events with their notification ids, their links in
+the audit chain (``stores.chain``), the snapshots the unit of work took.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from eventsourcing.utils import Environment
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from stores import WithOrjson, chunks, group, limits
+from stores import WithOrjson, chain, chunks, group, limits
 
 # Each id is read through the primary key: OFFSET 0 keeps the planner from turning the
 # per-id subquery into one hash join over the whole table (it guesses hundreds of events per
@@ -58,6 +58,16 @@ INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)
 SELECT * FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[])
 """
 LOCK = "SET LOCAL lock_timeout = '{seconds}s'; LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE; NOTIFY {channel}"
+# the chain's head and the last event before this transaction's (see stores.chain)
+HEAD = """
+SELECT (SELECT max(notification_id) FROM {schema}.{events}), h.position, h.link
+FROM (SELECT 1) one LEFT JOIN (SELECT position, link FROM {chain} ORDER BY position DESC LIMIT 1) h ON true
+"""
+BACKLOG = """
+SELECT notification_id, originator_id, originator_version, topic, state FROM {schema}.{events}
+WHERE notification_id > %s ORDER BY notification_id LIMIT %s
+"""
+INSERT_LINKS = "INSERT INTO {chain} (position, link) SELECT * FROM unnest(%s::bigint[], %s::text[])"
 
 
 def arrays(stored_events: Sequence[StoredEvent]) -> list[list[Any]]:
@@ -84,12 +94,16 @@ class Recorder(base.PostgresApplicationRecorder):
 
     def __init__(self, datastore: base.PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        self.lock = SQL(LOCK).format(schema=Identifier(datastore.schema), events=Identifier(events_table_name),
-                                     channel=Identifier(self.channel_name), seconds=SQL(str(int(datastore.lock_timeout))))
+        names = {"schema": Identifier(datastore.schema), "events": Identifier(events_table_name),
+                 "chain": Identifier(datastore.schema, chain.TABLE), "channel": Identifier(self.channel_name),
+                 "id_type": SQL(datastore.originator_id_type), "seconds": SQL(str(int(datastore.lock_timeout)))}
+        self.statements = {name: SQL(text).format(**names) for name, text in
+                           [("lock", LOCK), ("head", HEAD), ("backlog", BACKLOG), ("links", INSERT_LINKS)]}
         self.insert_returning = insert_statement(self, events_table_name, returning=True)
+        self.sql_create_statements.append(SQL(chain.DDL).format(table=names["chain"]))
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        """The events and the snapshots passed along, in one transaction.  No
+        """The events, their links and the snapshots passed along, in one transaction.  No
         retry here: a conflict, a lock or statement over its bound or a lost connection is
         raised at once (eventsourcing's ``IntegrityError`` / ``OperationalError``), for the
         application to retry from fresh state or report."""
@@ -98,12 +112,36 @@ class Recorder(base.PostgresApplicationRecorder):
         ids: list[int] | None = None
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor(row_factory=tuple_row) as curs:
             if stored_events:
-                curs.execute(self.lock, prepare=False)
+                curs.execute(self.statements["lock"], prepare=False)
+                last, position, previous = curs.execute(self.statements["head"]).fetchone()
                 curs.execute(self.insert_returning, events)
                 ids = [row[0] for row in curs.fetchall()]
+                if (position or 0) == (last or 0):  # the chain is whole up to this transaction's events
+                    self._insert_links(curs, chain.extend(previous or chain.GENESIS, (
+                        (i, e.originator_id, e.originator_version, e.topic, e.state) for i, e in zip(ids, stored_events))))
             if snapshots:
                 curs.execute(insert_statement(self, self.snapshots_table_name), snapshot_rows)
         return ids
+
+    def link_backlog(self, page: int = chain.BACKLOG_PAGE) -> int:
+        """Link every event that has no link yet, in order, ``page`` per transaction under the
+        writers' lock (``ledger audit seal``, for logs written before the stores linked each
+        event); return how many were linked."""
+        linked = 0
+        while True:
+            with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor(row_factory=tuple_row) as curs:
+                curs.execute(self.statements["lock"], prepare=False)
+                _, position, previous = curs.execute(self.statements["head"]).fetchone()
+                rows = [(i, a, v, t, bytes(s)) for i, a, v, t, s in
+                        curs.execute(self.statements["backlog"], [position or 0, page]).fetchall()]
+                self._insert_links(curs, chain.extend(previous or chain.GENESIS, rows))
+            linked += len(rows)
+            if len(rows) < page:
+                return linked
+
+    def _insert_links(self, curs: Any, links: list[tuple[int, str]]) -> None:
+        if links:
+            curs.execute(self.statements["links"], [[p for p, _ in links], [link for _, link in links]])
 
     def _format(self, text: str) -> Composed:
         return SQL(text).format(schema=Identifier(self.datastore.schema), events=Identifier(self.events_table_name),

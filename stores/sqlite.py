@@ -1,4 +1,5 @@
-"""eventsourcing's SQLite store with ``select_many`` (see ``stores``).
+"""eventsourcing's SQLite store with ``select_many`` (see ``stores``), and each event's link in
+the audit chain written in the event's own transaction (``stores.chain``).
 
 Every wait is bounded: a writer waits at most ``SQLITE_LOCK_TIMEOUT`` seconds (sqlite3's busy
 timeout; default 30 here, ``LEDGER_SQLITE_LOCK_TIMEOUT``) for the file's write lock, then
@@ -7,13 +8,14 @@ timeout; default 30 here, ``LEDGER_SQLITE_LOCK_TIMEOUT``) for the file's write l
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 from eventsourcing import sqlite as base  # a module, not its classes: eventsourcing expects one factory class here
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import Environment
 
-from stores import WithOrjson, chunks, group
+from stores import WithOrjson, chain, chunks, group
 
 LOCK_TIMEOUT = 30  # seconds, when SQLITE_LOCK_TIMEOUT is not set
 
@@ -37,25 +39,79 @@ ORDER BY e.originator_id, e.originator_version
 """
 
 
+def rows(stored_events: Sequence[StoredEvent]) -> list[tuple[Any, int, str, bytes]]:
+    return [(e.originator_id, e.originator_version, e.topic, e.state) for e in stored_events]
+
+
+class ImmediateTransaction(base.SQLiteTransaction):
+    """eventsourcing's transaction, begun with the write lock taken."""
+
+    def __enter__(self) -> Any:
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        return cursor
+
+
 class Recorder(base.SQLiteApplicationRecorder):
     snapshots_table_name = "stored_snapshots"  # as SQLiteFactory.aggregate_recorder("snapshots")
     inserts_snapshots = True  # LedgerApp.save passes them with the events: one transaction
 
+    def construct_create_table_statements(self) -> list[str]:
+        return super().construct_create_table_statements() + [chain.DDL.format(table=chain.TABLE)]
+
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
         """The events in one ``executemany`` (the library inserts them one statement at a
-        time) and the snapshots passed along, in the caller's transaction.  The write lock
-        is held, so the new rows' notification ids are the last ``len(stored_events)``."""
+        time), their links and the snapshots passed along, in the caller's transaction.  The
+        first statement writes, so the write lock is held from there on: the new rows'
+        notification ids are the last ``len(stored_events)``, and the chain's head is the
+        previous link."""
         c.executemany(f"INSERT INTO {self.events_table_name} (originator_id, originator_version, topic, state) "
-                      "VALUES (?,?,?,?)", [(e.originator_id, e.originator_version, e.topic, e.state) for e in stored_events])
+                      "VALUES (?,?,?,?)", rows(stored_events))
         snapshots = kwargs.get("snapshots") or []
         if snapshots:
-            c.executemany(f"INSERT INTO {self.snapshots_table_name} VALUES (?,?,?,?)",
-                          [(e.originator_id, e.originator_version, e.topic, e.state) for e in snapshots])
+            c.executemany(f"INSERT INTO {self.snapshots_table_name} VALUES (?,?,?,?)", rows(snapshots))
         if not stored_events:
             return []
         c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
         last = c.fetchone()[0]
-        return list(range(last - len(stored_events) + 1, last + 1))
+        ids = list(range(last - len(stored_events) + 1, last + 1))
+        position, previous = self._head(c)
+        c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name} WHERE rowid < ?", [ids[0]])
+        if position == (c.fetchone()[0] or 0):  # the chain is whole up to this transaction's events
+            self._insert_links(c, chain.extend(previous, (
+                (i, e.originator_id, e.originator_version, e.topic, e.state) for i, e in zip(ids, stored_events))))
+        return ids
+
+    def link_backlog(self, page: int = chain.BACKLOG_PAGE) -> int:
+        """Link every event that has no link yet, in order, ``page`` per transaction with the
+        write lock held (``ledger audit seal``, for logs written before the stores linked each
+        event); return how many were linked."""
+        linked = 0
+        while True:
+            with self._immediate() as c:
+                position, previous = self._head(c)
+                c.execute(f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name} "
+                          "WHERE rowid > ? ORDER BY rowid LIMIT ?", [position, page])
+                found = [(i, a, v, t, bytes(s)) for i, a, v, t, s in c.fetchall()]
+                self._insert_links(c, chain.extend(previous, found))
+            linked += len(found)
+            if len(found) < page:
+                return linked
+
+    @contextmanager
+    def _immediate(self) -> Iterator[Any]:
+        with self.datastore.get_connection(commit=True) as conn, ImmediateTransaction(conn, commit=True) as curs, curs:
+            yield curs
+
+    @staticmethod
+    def _head(c: Any) -> tuple[int, str]:
+        c.execute(f"SELECT position, link FROM {chain.TABLE} ORDER BY position DESC LIMIT 1")
+        return chain.head(c.fetchall())
+
+    @staticmethod
+    def _insert_links(c: Any, links: list[tuple[int, str]]) -> None:
+        c.executemany(f"INSERT INTO {chain.TABLE} (position, link) VALUES (?, ?)", links)
+
 
     def select_many(self, ids: list[str]) -> dict[str, list[StoredEvent]]:
         """For each id with events: its latest snapshot, if any, then the events after it."""

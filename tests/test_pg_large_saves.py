@@ -87,8 +87,8 @@ def test_a_save_of_many_megabytes_finishes_while_another_writer_holds_the_lock(a
     assert ids == list(range(ids[0], ids[0] + len(events)))
     with pg._connect(pg.RUN_DB) as conn:
         counts = [conn.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
-                  for table in ("ledgerapp_events", "ledgerapp_snapshots")]
-    assert counts == [20_000, 2_000]
+                  for table in ("ledgerapp_events", "ledgerapp_snapshots", "audit_chain")]
+    assert counts == [20_000, 2_000, 20_000]
 
 
 def unified(account: str) -> list[dict[str, Any]]:
