@@ -56,13 +56,6 @@ def read(env: Any) -> dict[str, int]:
     return values
 
 
-def with_defaults(env: Any, values: Mapping[str, int]) -> None:
-    """Write eventsourcing's own settings into ``env`` so that the library uses the bounds too
-    (its ``SET LOCAL lock_timeout`` before a table lock; its idle-in-transaction ``SET``)."""
-    for name in ("lock", "idle_in_transaction", "connect"):
-        env[LIMITS[name].key] = str(values[name])
-
-
 def connection_kwargs(values: Mapping[str, int]) -> dict[str, Any]:
     """libpq parameters that bound every statement, lock and socket wait of a connection.
     ``jit=off``: PostgreSQL compiles (JIT) any plan whose estimated cost is high, as a read of

@@ -21,7 +21,6 @@ from typing import Any, Sequence
 
 from eventsourcing import postgres as base  # a module, not its classes: eventsourcing expects one factory class here
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.utils import Environment
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
@@ -180,10 +179,9 @@ class Factory(WithOrjson, base.PostgresFactory):
     aggregate_recorder_class = SnapshotRecorder
 
     def __init__(self, env: Any) -> None:
-        env = Environment(env.name, dict(env)) if isinstance(env, Environment) else Environment(env=env)
         bounds = limits.read(env)
-        limits.with_defaults(env, bounds)
-        super().__init__(env)
+        super().__init__(env)  # the environment stays the caller's: eventsourcing reads it again later
+        self.datastore.lock_timeout = bounds["lock"]  # its SET LOCAL lock_timeout before a table lock
         self.datastore.pool.kwargs.update(limits.connection_kwargs(bounds))
         self.datastore.pool.timeout = bounds["pool"]
 

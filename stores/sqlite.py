@@ -13,7 +13,6 @@ from typing import Any, Iterator, Sequence
 
 from eventsourcing import sqlite as base  # a module, not its classes: eventsourcing expects one factory class here
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.utils import Environment
 
 from stores import WithOrjson, chain, chunks, group
 
@@ -145,10 +144,9 @@ class Factory(WithOrjson, base.SQLiteFactory):
     application_recorder_class = Recorder
 
     def __init__(self, env: Any) -> None:
-        env = Environment(env.name, dict(env)) if isinstance(env, Environment) else Environment(env=env)
         raw = (env.get(self.SQLITE_LOCK_TIMEOUT) or "").strip()
         if raw and not (raw.isdigit() and int(raw) > 0):
             raise OSError(f"{self.SQLITE_LOCK_TIMEOUT} (bound on waiting for the write lock) must be a whole number "
                           f"of seconds above 0, not {raw!r}: nothing may wait without bound")
-        env[self.SQLITE_LOCK_TIMEOUT] = raw or str(LOCK_TIMEOUT)
         super().__init__(env)
+        self.datastore.pool.lock_timeout = int(raw or LOCK_TIMEOUT)
