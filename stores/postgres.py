@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 from eventsourcing import postgres as base  # a module, not its classes: eventsourcing expects one factory class here
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import strtobool
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
@@ -179,6 +180,10 @@ class Factory(WithOrjson, base.PostgresFactory):
     aggregate_recorder_class = SnapshotRecorder
 
     def __init__(self, env: Any) -> None:
+        if strtobool(env.get(self.POSTGRES_ENABLE_DB_FUNCTIONS) or "no"):
+            raise OSError(f"{self.POSTGRES_ENABLE_DB_FUNCTIONS} is not supported by stores.postgres: its own insert "
+                          "writes the events, their audit links and the snapshots in one transaction, which "
+                          "eventsourcing's database function would bypass")
         bounds = limits.read(env)
         super().__init__(env)  # the environment stays the caller's: eventsourcing reads it again later
         self.datastore.lock_timeout = bounds["lock"]  # its SET LOCAL lock_timeout before a table lock

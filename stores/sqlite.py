@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
+from uuid import UUID
 
 from eventsourcing import sqlite as base  # a module, not its classes: eventsourcing expects one factory class here
 from eventsourcing.persistence import StoredEvent
@@ -39,7 +40,9 @@ ORDER BY e.originator_id, e.originator_version
 
 
 def rows(stored_events: Sequence[StoredEvent]) -> list[tuple[Any, int, str, bytes]]:
-    return [(e.originator_id, e.originator_version, e.topic, e.state) for e in stored_events]
+    """The rows to insert; a UUID id as hex text, as eventsourcing stores it."""
+    return [(e.originator_id.hex if isinstance(e.originator_id, UUID) else e.originator_id,
+             e.originator_version, e.topic, e.state) for e in stored_events]
 
 
 class ImmediateTransaction(base.SQLiteTransaction):
@@ -91,7 +94,7 @@ class Recorder(base.SQLiteApplicationRecorder):
                 position, previous = self._head(c)
                 c.execute(f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name} "
                           "WHERE rowid > ? ORDER BY rowid LIMIT ?", [position, page])
-                found = [(i, a, v, t, bytes(s)) for i, a, v, t, s in c.fetchall()]
+                found = [(i, self.convert_originator_id(a), v, t, bytes(s)) for i, a, v, t, s in c.fetchall()]
                 self._insert_links(c, chain.extend(previous, found))
             linked += len(found)
             if len(found) < page:
@@ -112,6 +115,14 @@ class Recorder(base.SQLiteApplicationRecorder):
         c.executemany(f"INSERT INTO {chain.TABLE} (position, link) VALUES (?, ?)", links)
 
 
+    def _ids(self, ids: Sequence[Any]) -> list[Any]:
+        return [i.hex if isinstance(i, UUID) else i for i in ids]
+
+    def _group(self, found: list[Any]) -> dict[Any, list[StoredEvent]]:
+        if self.datastore.originator_id_type != "uuid":
+            return group(tuple(row) for row in found)
+        return group((self.convert_originator_id(a), v, t, s) for a, v, t, s in found)
+
     def select_many(self, ids: list[str]) -> dict[str, list[StoredEvent]]:
         """For each id with events: its latest snapshot, if any, then the events after it."""
         found: dict[str, list[StoredEvent]] = {}
@@ -119,15 +130,15 @@ class Recorder(base.SQLiteApplicationRecorder):
             for chunk in chunks(ids):
                 statement = SELECT_MANY.format(values=",".join(["(?)"] * len(chunk)),
                                                events=self.events_table_name, snapshots=self.snapshots_table_name)
-                curs.execute(statement, chunk)
-                found.update(group(tuple(row) for row in curs.fetchall()))
+                curs.execute(statement, self._ids(chunk))
+                found.update(self._group(curs.fetchall()))
         return found
 
     def snapshot_ids(self) -> set[str]:
         """The ids that have at least one snapshot."""
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(f"SELECT DISTINCT originator_id FROM {self.snapshots_table_name}")
-            return {row[0] for row in curs.fetchall()}
+            return {self.convert_originator_id(row[0]) for row in curs.fetchall()}
 
     def select_after(self, versions: dict[str, int]) -> dict[str, list[StoredEvent]]:
         """For each id: the events after the given version (ids with none are left out)."""
@@ -135,8 +146,8 @@ class Recorder(base.SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as curs:
             for chunk in chunks(list(versions)):
                 statement = SELECT_AFTER.format(values=",".join(["(?,?)"] * len(chunk)), events=self.events_table_name)
-                curs.execute(statement, [value for i in chunk for value in (i, versions[i])])
-                found.update(group(tuple(row) for row in curs.fetchall()))
+                curs.execute(statement, [value for i, key in zip(chunk, self._ids(chunk)) for value in (key, versions[i])])
+                found.update(self._group(curs.fetchall()))
         return found
 
 
