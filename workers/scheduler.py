@@ -75,13 +75,13 @@ class Jobs:
 
 
     def projections(self) -> None:
-        """Seal new events into the audit chain, then bring the read models up to date."""
-        from projections import audit, runner
+        """Bring the read models up to date (the stores link each event into the audit chain
+        as they write it: nothing to seal)."""
+        from projections import runner
 
-        sealed = audit.seal(self.app, self.views)
         applied = runner.run(self.app, self.views, stop=self.stopping.is_set)
-        if applied or sealed:
-            log.info("projections run", extra={"fields": {"events": applied, "sealed": sealed}})
+        if applied:
+            log.info("projections run", extra={"fields": {"events": applied}})
 
 
 def now() -> datetime:
