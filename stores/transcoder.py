@@ -100,7 +100,7 @@ class OrjsonTranscoder(JSONTranscoder):
             for key, value in obj.items():
                 if type(value) in CONTAINERS:
                     obj[key] = self._revive(value)
-            return self._decode_obj(obj) if len(obj) == 2 else obj
+            return self._decode_obj(obj) if len(obj) == 2 and "_type_" in obj and "_data_" in obj else obj
         if kind is list:
             for i, value in enumerate(obj):
                 if type(value) in CONTAINERS:
