@@ -11,6 +11,7 @@ stores/ cannot honour refuses at start-up (POSTGRES_ENABLE_DB_FUNCTIONS, see bel
 from __future__ import annotations
 
 import tempfile
+import threading
 import unittest
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,15 @@ class WithFactory(unittest.TestCase):
     def setUp(self) -> None:
         self.env = Environment(env={**self.store_env(), "ORIGINATOR_ID_TYPE": self.id_type})
         self.factory = InfrastructureFactory.construct(self.env)
+        self.threads = set(threading.enumerate())
         super().setUp()
 
     def tearDown(self) -> None:
+        # test_concurrent_no_conflicts tells its reader threads to stop but does not wait for
+        # them: closing the store under a reading thread crashes sqlite3
+        for thread in set(threading.enumerate()) - self.threads:
+            if not thread.daemon:
+                thread.join(30)
         self.factory.close()
         self.close_store()
         super().tearDown()
