@@ -67,7 +67,9 @@ BACKLOG = """
 SELECT notification_id, originator_id, originator_version, topic, state FROM {schema}.{events}
 WHERE notification_id > %s ORDER BY notification_id LIMIT %s
 """
-INSERT_LINKS = "INSERT INTO {chain} (position, link) SELECT * FROM unnest(%s::bigint[], %s::text[])"
+# two comma-separated strings, split by the server: psycopg adapts a list element by element
+INSERT_LINKS = ("INSERT INTO {chain} (position, link) "
+                "SELECT unnest(string_to_array(%s, ',')::bigint[]), unnest(string_to_array(%s, ','))")
 
 
 def arrays(stored_events: Sequence[StoredEvent]) -> list[list[Any]]:
@@ -141,7 +143,7 @@ class Recorder(base.PostgresApplicationRecorder):
 
     def _insert_links(self, curs: Any, links: list[tuple[int, str]]) -> None:
         if links:
-            curs.execute(self.statements["links"], [[p for p, _ in links], [link for _, link in links]])
+            curs.execute(self.statements["links"], [",".join([str(p) for p, _ in links]), ",".join([k for _, k in links])])
 
     def _format(self, text: str) -> Composed:
         return SQL(text).format(schema=Identifier(self.datastore.schema), events=Identifier(self.events_table_name),

@@ -26,7 +26,6 @@ import orjson
 from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, Transcoding
 
 OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
-CONTAINERS = frozenset({dict, list, float})  # what _revive looks into (a float: to refuse it)
 
 
 class Inexact(Exception):
@@ -94,17 +93,27 @@ class OrjsonTranscoder(JSONTranscoder):
             return super().decode(data)
 
     def _revive(self, obj: Any) -> Any:
-        """What json's ``object_hook`` does, bottom-up: each envelope becomes its value."""
+        """What json's ``object_hook`` does, bottom-up: each envelope becomes its value (the
+        library's ``_decode_obj`` says what an unknown name is)."""
         kind = type(obj)
         if kind is dict:
+            if len(obj) == 2 and "_type_" in obj and "_data_" in obj:
+                data = obj["_data_"] = self._revive(obj["_data_"])
+                transcoding = self.names.get(obj["_type_"])
+                return transcoding.decode(data) if transcoding else self._decode_obj(obj)
             for key, value in obj.items():
-                if type(value) in CONTAINERS:
+                kind = type(value)
+                if kind is dict or kind is list:
                     obj[key] = self._revive(value)
-            return self._decode_obj(obj) if len(obj) == 2 and "_type_" in obj and "_data_" in obj else obj
-        if kind is list:
+                elif kind is float:
+                    raise Inexact
+        elif kind is list:
             for i, value in enumerate(obj):
-                if type(value) in CONTAINERS:
+                kind = type(value)
+                if kind is dict or kind is list:
                     obj[i] = self._revive(value)
+                elif kind is float:
+                    raise Inexact
         elif kind is float:
             raise Inexact
         return obj
