@@ -9,15 +9,23 @@ sentence; the CLI prints it as one line.
 is opened read-only (and a missing one is a ``StoreError``, never created), and PostgreSQL
 sessions are read-only transactions, so that read-only credentials suffice and a read can
 never write by mistake.
+
+The store's bounds on waiting (README "Store limits") come from the environment:
+``LEDGER_PG_<NAME>`` becomes the store setting ``POSTGRES_<NAME>`` for each name below, and
+``LEDGER_SQLITE_LOCK_TIMEOUT`` becomes ``SQLITE_LOCK_TIMEOUT``; the store checks the values
+and has the defaults.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
+from typing import Mapping
 from urllib.parse import quote, unquote, urlsplit
 
 DEFAULT_URL = "sqlite:///ledger.db"
+PG_LIMITS = ("LOCK_TIMEOUT", "STATEMENT_TIMEOUT", "IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "CONNECT_TIMEOUT",
+             "POOL_TIMEOUT", "TCP_USER_TIMEOUT", "KEEPALIVES_IDLE")
 
 
 class StoreError(Exception):
@@ -27,14 +35,19 @@ class StoreError(Exception):
 READ_ONLY = {"CREATE_TABLE": "no", "READ_ONLY": "yes"}
 
 
-def persistence_env(url: str, read_only: bool = False) -> dict[str, str]:
+def limits(environ: Mapping[str, str], names: tuple[str, ...], source: str, target: str) -> dict[str, str]:
+    return {target + name: environ[source + name] for name in names if environ.get(source + name)}
+
+
+def persistence_env(url: str, read_only: bool = False, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
         if parts.netloc or not path:
             raise StoreError(f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs/path.db")
         if not read_only:
-            return {"PERSISTENCE_MODULE": "stores.sqlite", "SQLITE_DBNAME": path, "SQLITE_LOCK_TIMEOUT": "30"}
+            return {"PERSISTENCE_MODULE": "stores.sqlite", "SQLITE_DBNAME": path, "SQLITE_LOCK_TIMEOUT": "30",
+                    **limits(environ, ("LOCK_TIMEOUT",), "LEDGER_SQLITE_", "SQLITE_")}
         if not os.path.isfile(path):
             raise StoreError(f"no ledger at {path} (only a command that writes creates one)")
         return {
@@ -43,6 +56,7 @@ def persistence_env(url: str, read_only: bool = False) -> dict[str, str]:
             "SQLITE_PATH": path,
             "SQLITE_LOCK_TIMEOUT": "30",
             **READ_ONLY,
+            **limits(environ, ("LOCK_TIMEOUT",), "LEDGER_SQLITE_", "SQLITE_"),
         }
     if parts.scheme in ("postgresql", "postgres"):
         dbname = unquote(parts.path.lstrip("/"))
@@ -63,6 +77,7 @@ def persistence_env(url: str, read_only: bool = False) -> dict[str, str]:
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "4",
             **(READ_ONLY if read_only else {}),
+            **limits(environ, PG_LIMITS, "LEDGER_PG_", "POSTGRES_"),
         }
     raise StoreError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://user:pass@host:port/dbname")
 

@@ -1,18 +1,17 @@
 """Audit (issue 7): a hash chain over the event log, and the checks of `ledger audit verify`.
 
-Links are sealed by the writers: ``seal`` (`ledger audit seal`, and the worker every few
-seconds) links every event not linked yet.  Everything else here only reads, so that an
-auditor's read-only credentials suffice (§13): verify, digest and export never seal; events
-after the chain's head are reported as not sealed yet.  Link n
-covers the event's position, aggregate id, version, topic, its stored bytes, and link n − 1,
-so changing, deleting, inserting or reordering a sealed event — the last one included —
-breaks the chain at that point.  An auditor keeps `ledger audit digest` (position:link) and
-later proves with `verify --digest` that the log up to there is unchanged, even if someone
-rewrote the links table too.
+The stores write each event's link in the event's own transaction (``stores.chain``, which
+also holds the formula): link n covers the event's position, aggregate id, version, topic,
+its stored bytes, and link n − 1, so changing, deleting, inserting or reordering an event —
+the last one included — at any moment after its commit breaks the chain at that point.
+`ledger audit seal` is a one-off catch-up for logs written before the stores did this: it
+links the events that have no link yet.  An auditor keeps `ledger audit digest`
+(position:link) and later proves with `verify --digest` that the log up to there is
+unchanged, even if someone rewrote the links table too.  Everything else here only reads, so
+that an auditor's read-only credentials suffice (§13): verify, digest and export never seal.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -29,12 +28,12 @@ from ledger.postings import postings, unbalanced
 from ledger.platform import PLATFORM_ID
 from projections import eventlog
 from projections.sql import ViewDatabase
+from stores import chain
+from stores.chain import GENESIS
 
-GENESIS = "0" * 64
 PAGE = 1000
 
 LOAD_MANY = 500  # aggregates per read when comparing loads with replays
-DDL = ["CREATE TABLE IF NOT EXISTS audit_chain (position BIGINT PRIMARY KEY, link TEXT NOT NULL)"]
 
 
 def stored_bytes(n: Any) -> bytes:
@@ -43,8 +42,7 @@ def stored_bytes(n: Any) -> bytes:
 
 
 def link(previous: str, n: Any) -> str:
-    body = f"{previous}|{n.id}|{n.originator_id}|{n.originator_version}|{n.topic}|".encode() + stored_bytes(n)
-    return hashlib.sha256(body).hexdigest()
+    return chain.link(previous, n.id, n.originator_id, n.originator_version, n.topic, stored_bytes(n))
 
 
 def notifications(app: LedgerApp, after: int = 0) -> Iterator[Any]:
@@ -57,30 +55,16 @@ def notifications(app: LedgerApp, after: int = 0) -> Iterator[Any]:
 
 
 def head(db: ViewDatabase) -> tuple[int, str]:
-    if not eventlog.has_chain(db):  # nothing sealed yet (a reader does not create the table)
+    if not eventlog.has_chain(db):  # no chain table (a reader does not create one)
         return 0, GENESIS
-    rows = db.rows("SELECT position, link FROM audit_chain ORDER BY position DESC LIMIT 1")
-    return (int(rows[0][0]), rows[0][1]) if rows else (0, GENESIS)
+    return chain.head(db.rows("SELECT position, link FROM audit_chain ORDER BY position DESC LIMIT 1"))
 
 
 def seal(app: LedgerApp, db: ViewDatabase) -> int:
-    """Link every event not linked yet, in order; return how many were sealed."""
-    with db.transaction():
-        for statement in DDL:
-            db.execute(statement)
-    sealed = 0
-    while True:
-        with db.transaction():  # one sealer at a time: the head is read under the write lock
-            if db.postgres:
-                db.execute("LOCK TABLE audit_chain IN EXCLUSIVE MODE")
-            position, previous = head(db)
-            page = app.recorder.select_notifications(start=position + 1, limit=PAGE)
-            for n in page:
-                previous = link(previous, n)
-                db.execute("INSERT INTO audit_chain (position, link) VALUES (?, ?)", [n.id, previous])
-        sealed += len(page)
-        if len(page) < PAGE:
-            return sealed
+    """A one-off catch-up for logs written before the stores linked each event in its own
+    transaction: link every event that has no link yet, in order (under the writers' lock);
+    return how many were linked."""
+    return app.recorder.link_backlog()
 
 
 def digest(db: ViewDatabase) -> str:

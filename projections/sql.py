@@ -18,11 +18,12 @@ class ViewDatabase:
         if self.postgres:
             import psycopg
 
+            from stores import limits
+
             self._conn: Any = psycopg.connect(
                 host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], user=env["POSTGRES_USER"],
-                password=env.get("POSTGRES_PASSWORD", ""), dbname=env["POSTGRES_DBNAME"],
-                connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5")), autocommit=True,
-                **({"options": "-c default_transaction_read_only=on"} if env.get("READ_ONLY") == "yes" else {}),
+                password=env.get("POSTGRES_PASSWORD", ""), dbname=env["POSTGRES_DBNAME"], autocommit=True,
+                **limits.connection_kwargs(limits.read(env), limits.read_only(env)),  # the store's bounds
             )
             if env.get("POSTGRES_SCHEMA"):
                 self._conn.execute(f"SET search_path TO {env['POSTGRES_SCHEMA']}")

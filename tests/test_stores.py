@@ -1,11 +1,14 @@
 """stores/: many aggregates in one query, and the orjson transcoder, against eventsourcing's own."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from enum import Enum, IntEnum
+from uuid import UUID
 
 import pytest
-from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredError
+from eventsourcing.persistence import JSONTranscoder, Transcoding, TranscodingNotRegisteredError
 
 from ledger.app import LedgerApp
 from stores.transcoder import OrjsonTranscoder
@@ -59,6 +62,9 @@ SAMPLE = {"amount": Decimal("0.000000012345678901"), "at": datetime(2026, 3, 1, 
           "name": "ünïcode", "n": 3, "none": None, "flag": True, "empty": {}}
 
 
+T0_KEY = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
 def transcoders() -> tuple[JSONTranscoder, OrjsonTranscoder]:
     app = LedgerApp.__new__(LedgerApp)
     plain, fast = JSONTranscoder(), OrjsonTranscoder()
@@ -82,6 +88,70 @@ def test_orjson_transcoder_refuses_unknown_types_and_names() -> None:
     with pytest.raises(TranscodingNotRegisteredError):
         fast.decode(b'{"_type_": "mystery", "_data_": 1}')
     assert fast.decode(b'{"_type_": "decimal_str", "other": 1}') == {"_type_": "decimal_str", "other": 1}
+
+
+class Colour(Enum):
+    RED = "red"
+
+
+class Level(IntEnum):
+    HIGH = 3
+
+
+@dataclass
+class Point:
+    x: int
+
+
+class ColourAsName(Transcoding):
+    type = Colour
+    name = "colour"
+
+    def encode(self, obj: Colour) -> str:
+        return obj.name
+
+    def decode(self, data: str) -> Colour:
+        return Colour[data]
+
+
+REFUSED = [{"c": Colour.RED}, {"p": Point(1)}, {"nested": [{"c": Colour.RED}]}, {"k": {T0_KEY: 1}},
+           {"k": {UUID(int=1): 1}}, {"k": {(1, 2): 1}}, {"s": {1, 2}}, b"bytes"]
+
+
+@pytest.mark.parametrize("obj", REFUSED, ids=repr)
+def test_orjson_transcoder_refuses_what_the_library_refuses(obj: object) -> None:
+    """orjson alone wrote enums and dataclasses as plain values, stringified datetime and UUID
+    keys; the library raises, and so does the orjson transcoder now, with the same error."""
+    plain, fast = transcoders()
+    with pytest.raises(TypeError) as library:
+        plain.encode(obj)
+    with pytest.raises(type(library.value)) as ours:
+        fast.encode(obj)
+    assert str(ours.value) == str(library.value)
+
+
+WRITTEN = [{"id": UUID("b2723fe2c01a40d2875ea3aac6a09ff5")}, [UUID(int=7), {"deep": (UUID(int=8),)}],
+           {"n": float("nan"), "inf": float("inf"), "f": 1.5}, {"big": 2 ** 70}, {"t": (1, (2, "x"))},
+           {1: "an int key", "b": True}, {"level": Level.HIGH}, {"s": "a\"b 🐈 哈"}, SAMPLE]
+
+
+@pytest.mark.parametrize("obj", WRITTEN, ids=lambda o: repr(o)[:40])
+def test_orjson_transcoder_writes_what_the_library_writes(obj: object) -> None:
+    """UUIDs keep their type (orjson alone wrote them as strings), NaN stays NaN (orjson wrote
+    null), an int beyond 64 bits is written; bytes of either load with the other."""
+    plain, fast = transcoders()
+    expected = repr(plain.decode(plain.encode(obj)))
+    assert repr(fast.decode(fast.encode(obj))) == repr(plain.decode(fast.encode(obj))) == expected
+    assert repr(fast.decode(plain.encode(obj))) == expected
+
+
+def test_orjson_transcoder_uses_a_registered_transcoding_for_an_enum() -> None:
+    plain, fast = transcoders()
+    for transcoder in (plain, fast):
+        transcoder.register(ColourAsName())
+    data = fast.encode({"c": Colour.RED})
+    assert data == plain.encode({"c": Colour.RED}) == b'{"c":{"_type_":"colour","_data_":"RED"}}'
+    assert fast.decode(data) == {"c": Colour.RED}
 
 
 def replay_from_the_first_event(app: LedgerApp, key: str, instant: datetime) -> object:

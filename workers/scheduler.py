@@ -122,13 +122,13 @@ class Jobs:
             "skipped": len(run.skipped), "already_swept": run.already_swept, "complete": run.complete}})
 
     def _projections(self) -> None:
-        """Seal new events into the audit chain, then bring the read models up to date."""
-        from projections import audit, runner
+        """Bring the read models up to date (the stores link each event into the audit chain
+        as they write it: nothing to seal)."""
+        from projections import runner
 
-        sealed = audit.seal(self.app, self.views)
         applied = runner.run(self.app, self.views, stop=self.stopping.is_set)
-        if applied or sealed:
-            log.info("projections run", extra={"fields": {"events": applied, "sealed": sealed}})
+        if applied:
+            log.info("projections run", extra={"fields": {"events": applied}})
 
     def summary(self) -> dict[str, Any]:
         with self._lock:
