@@ -33,7 +33,7 @@ LIMITS = {
     "idle_in_transaction": Limit("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", 5,
                                  "a session idle inside an open transaction (the server ends it)"),
     "connect": Limit("POSTGRES_CONNECT_TIMEOUT", 5, "opening a connection"),
-    "pool": Limit("POSTGRES_POOL_TIMEOUT", 30, "waiting for a free connection of the process's pool"),
+    "pool": Limit("POSTGRES_POOL_TIMEOUT", 5, "waiting for a connection of the process's pool (a server that refuses connections: this long)"),
     "tcp_user": Limit("POSTGRES_TCP_USER_TIMEOUT", 30, "sent data left unacknowledged by a vanished server"),
     "keepalives_idle": Limit("POSTGRES_KEEPALIVES_IDLE", 10, "a silent connection before keepalive probes start"),
 }

@@ -62,7 +62,7 @@ def test_every_ledger_connection_carries_the_bounds() -> None:
                                   "idle_in_transaction_session_timeout": "5s", "jit": "off"}
         assert {k: params.get(k) for k in ("keepalives", "keepalives_idle", "tcp_user_timeout", "connect_timeout")} == \
             {"keepalives": "1", "keepalives_idle": "10", "tcp_user_timeout": "30000", "connect_timeout": "5"}
-        assert app.recorder.datastore.pool.timeout == 30 and app.recorder.datastore.lock_timeout == 10
+        assert app.recorder.datastore.pool.timeout == 5 and app.recorder.datastore.lock_timeout == 10
     finally:
         db.close()
         app.close()
@@ -89,9 +89,9 @@ def test_the_ledger_pg_variables_set_the_bounds() -> None:
 @pytest.mark.postgres
 def test_a_lock_held_beyond_its_bound_raises_promptly_and_writes_nothing() -> None:
     app = open_pg(POSTGRES_LOCK_TIMEOUT="1")
-    timer = held_lock(app, 6)
+    timer = held_lock(app, 3)  # without the bound the save would wait the 3 s, then succeed
     try:
-        error = raised_within(4, lambda: app.recorder.insert_events(EVENT))
+        error = raised_within(2.5, lambda: app.recorder.insert_events(EVENT))
         assert isinstance(error.__cause__, psycopg.errors.LockNotAvailable), repr(error.__cause__)
     finally:
         timer.join()
