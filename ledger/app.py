@@ -117,6 +117,22 @@ class LedgerRepository(Repository[str]):
             return None
 
 
+def without_library_retries(recorder: Any) -> None:
+    """One retry policy (``ledger.retry``), not two nested.  eventsourcing's PostgreSQL
+    recorder retries every OperationalError of each insert and read ten times, 0.2 s apart:
+    an insert sends the same events again (after a connection lost at commit, that second
+    insert of a batch already saved fails as a duplicate version and the batch would be
+    recomputed and applied twice; ``transact`` retries instead, after looking whether the
+    batch was saved), and a read of a store that is gone waits ten times the pool's timeout.
+    The recorder's methods are used undecorated; ``transact`` and ``reading`` retry."""
+    for name in dir(type(recorder)):
+        method = getattr(type(recorder), name, None)
+        wrapped = getattr(method, "__wrapped__", None)
+        if wrapped is not None and getattr(method, "__code__", None) is not None \
+                and method.__code__.co_name == "retry_decorator":
+            setattr(recorder, name, types.MethodType(wrapped, recorder))
+
+
 class LedgerApp(Application[str]):
     env = {"ORIGINATOR_ID_TYPE": "text"}
     # Snapshot points, taken after the command that crosses one (see snapshot_if_due): an
@@ -145,14 +161,8 @@ class LedgerApp(Application[str]):
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env=env)
         self.cache = AggregateCache(self.repository)
-        # eventsourcing's PostgreSQL recorder retries every OperationalError of an insert ten
-        # times, 0.2 s apart, inserting the same events again: after a connection lost at
-        # commit, that second insert of a batch already saved fails as a duplicate version and
-        # the batch would be recomputed and applied twice.  ``transact`` retries instead,
-        # after looking whether the batch was saved.
-        insert = getattr(type(self.recorder).insert_events, "__wrapped__", None)
-        if insert is not None:
-            self.recorder.insert_events = types.MethodType(insert, self.recorder)  # type: ignore[method-assign]
+        for recorder in {self.recorder, getattr(self.snapshots, "recorder", self.recorder)}:
+            without_library_retries(recorder)
 
     def construct_repository(self) -> Repository[str]:
         base = super().construct_repository()
@@ -276,11 +286,10 @@ class LedgerApp(Application[str]):
         saves all or none).  Another writer's event at the same version differs from it (its
         ``timestamp`` at least)."""
         mine = self.mapper.to_stored_event(event)
-        select = getattr(type(self.recorder).select_events, "__wrapped__", type(self.recorder).select_events)
 
         def look() -> bool:
-            found = select(self.recorder, mine.originator_id, gt=mine.originator_version - 1,
-                           lte=mine.originator_version, limit=1)
+            found = self.recorder.select_events(mine.originator_id, gt=mine.originator_version - 1,
+                                                lte=mine.originator_version, limit=1)
             return bool(found) and found[0].topic == mine.topic and bytes(found[0].state) == mine.state
 
         try:

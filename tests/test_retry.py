@@ -172,7 +172,7 @@ def test_a_lost_store_raises_store_unavailable_with_what_was_saved(ledger: Ledge
 def test_a_commit_that_cannot_be_looked_up_is_in_doubt(ledger: Ledger, quick: list[float]) -> None:
     ledger.open("a")
     Faults(ledger.app, lambda n: "commit+lost")
-    recorder = type(ledger.app.recorder)
+    recorder = ledger.app.recorder  # the app binds its recorder's methods (without_library_retries)
     original = recorder.select_events
 
     def unreachable(*_: Any, **__: Any) -> Any:
