@@ -64,3 +64,10 @@ class LedgerError(Exception):
 
     def as_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
+
+
+class StaleRead(Exception):
+    """An attempt read its aggregates at different moments (another writer committed between
+    two reads), so an invariant across aggregates does not hold in memory — e.g. a lending
+    pool read after a repayment that the accounts, read earlier, have not seen.  Nothing was
+    saved; the attempt is retried from fresh state like a version conflict (``ledger.retry``)."""

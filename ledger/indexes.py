@@ -20,6 +20,7 @@ from typing import Any
 from eventsourcing.domain import event
 
 from ledger.base import LedgerAggregate
+from ledger.errors import StaleRead
 from ledger.money import ZERO
 
 
@@ -38,7 +39,7 @@ class LendingPool(LedgerAggregate):
         """The sum of ``changes`` account liability changes at instant ``at`` in one transaction
         (events stored before folding name one ``account`` and no ``changes``)."""
         self.outstanding += delta
-        assert self.outstanding >= 0, "all accounts together can never owe less than zero"
+        self._never_negative()
 
     @event("OutstandingChangesFolded")
     def change_many(self, parts: list[list[Any]]) -> None:
@@ -46,7 +47,13 @@ class LendingPool(LedgerAggregate):
         ``[at, delta, changes]`` per instant, in time order (a batch of commands at distinct
         instants would otherwise add one pool event per borrowing command)."""
         self.outstanding += sum((delta for _, delta, _ in parts), ZERO)
-        assert self.outstanding >= 0, "all accounts together can never owe less than zero"
+        self._never_negative()
+
+    def _never_negative(self) -> None:
+        """All accounts together can never owe less than zero: a pool that would is one read
+        after a repayment the accounts of this attempt had not seen yet (``StaleRead``)."""
+        if self.outstanding < 0:
+            raise StaleRead(f"{self.currency}: the lending pool would go below zero ({self.outstanding})")
 
 
 def pool_change(event: Any, until: datetime | None = None) -> Decimal:

@@ -41,7 +41,8 @@ CONNECTION_STATES = {
     "53300",  # too_many_connections
     "3D000",  # invalid_catalog_name: the database is not there (any more)
 }
-CONFLICT_NAMES = {"PipelineAborted", "SerializationFailure", "DeadlockDetected", "LockNotAvailable", "QueryCanceled"}
+CONFLICT_NAMES = {"PipelineAborted", "SerializationFailure", "DeadlockDetected", "LockNotAvailable", "QueryCanceled",
+                  "StaleRead"}  # ledger.errors.StaleRead: an attempt that read two moments
 CONNECTION_NAMES = {"PoolTimeout", "ConnectionUnavailableError", "TooManyRequests", "PoolClosed"}
 SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
 

@@ -128,9 +128,10 @@ def store_with_events(tmp_path: Path) -> str:
 def test_json_for_audit_seal_digest_and_projections(tmp_path: Path) -> None:
     url = store_with_events(tmp_path)
     sealed = json.loads(ledger_cli(url, "audit", "seal", "--json").stdout)
-    assert sealed["sealed"] >= 2 and sealed["head"].startswith(f"{sealed['sealed']}:")
+    position = int(sealed["head"].split(":")[0])
+    assert sealed["sealed"] == 0 and position >= 2  # the stores linked every event at commit
     digest = json.loads(ledger_cli(url, "audit", "digest", "--json").stdout)
-    assert digest["head"] == sealed["head"] and digest == {"head": digest["head"], "position": sealed["sealed"],
+    assert digest["head"] == sealed["head"] and digest == {"head": digest["head"], "position": position,
                                                             "link": digest["head"].split(":")[1]}
     run = ledger_cli(url, "projections", "run", "--json")
     assert run.exit_code == 0 and json.loads(run.stdout)["events"] >= 2

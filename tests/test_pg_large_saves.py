@@ -18,6 +18,7 @@ from eventsourcing.persistence import StoredEvent
 
 from ledger.app import LedgerApp
 from tests import pg
+from tests.helpers import latest
 from workers.interest import run_interest
 
 pytestmark = pytest.mark.postgres
@@ -104,7 +105,7 @@ PLATFORM = [{"type": "set_platform_flags", "whitelist_required": False, "at": is
 
 
 def apply_all(app: LedgerApp, cmds: list[dict[str, Any]]) -> None:
-    results = app.apply(cmds, lambda: T0)
+    results = app.apply(cmds, lambda: T0, latest)
     assert all(r["ok"] for r in results), [r for r in results if not r["ok"]][:3]
 
 
@@ -153,7 +154,7 @@ def test_40_price_ticks_to_1000_futures_holders_in_one_apply(app: LedgerApp) -> 
         {"type": "fill_order", "account": f"h{n:04d}", "order_id": f"o{n}", "qty": "0.1", "price": "50000", "at": at}]])
     cmds = [{"type": "set_price", "currency": "BTC", "price": str(50_000 - 10 * (k + 1)),
              "at": iso(T0 + timedelta(minutes=20 + k))} for k in range(ticks)]
-    results = within(120, lambda: app.apply(cmds, lambda: T0))
+    results = within(120, lambda: app.apply(cmds, lambda: T0, latest))
     assert all(r["ok"] for r in results)
     assert [sum(e["type"] == "Borrowed" for e in r["events"]) for r in results] == [holders] * ticks
     accounts = app.repository.get_many([f"account/h{n:04d}" for n in range(holders)])  # type: ignore[attr-defined]

@@ -297,3 +297,21 @@ def test_runs_on_a_lost_store_say_so_in_one_line(db_url: str, monkeypatch: pytes
     assert result.exit_code == 2 and "Traceback" not in result.stdout + result.stderr
     [message] = result.stderr.strip().splitlines()
     assert "the store is unreachable" in message and "server closed the connection" in message
+
+
+def test_a_pool_read_after_a_repayment_its_accounts_missed_is_a_conflict_not_a_crash() -> None:
+    """Chaos found it: accounts read at t1, the pool at t2 after another writer's repayment;
+    repaying again would take the pool below zero in memory.  That attempt is retried."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from ledger.errors import StaleRead
+    from ledger.indexes import LendingPool
+    from ledger.retry import CONFLICT, classify
+
+    pool = LendingPool(currency="USDT")
+    pool.change(Decimal("10"), datetime(2026, 3, 1, tzinfo=timezone.utc))
+    with pytest.raises(StaleRead) as caught:
+        pool.change(Decimal("-11"), datetime(2026, 3, 1, tzinfo=timezone.utc))
+    assert classify(caught.value) == CONFLICT
+    assert pool.version == 2  # the refused change recorded no event (the attempt's objects are dropped)
