@@ -189,11 +189,14 @@ def opened(url: Optional[str] = None, read_only: bool = False) -> Iterator[Ledge
         fail(f"cannot open the store {redact(url)}: {describe_store_error(error) or type(error).__name__}")
     assert app is not None
     from eventsourcing.persistence import PersistenceError
+    from eventsourcing.utils import TopicError
 
     try:
         yield app
     except StoreUnavailable as error:  # retried already (ledger.retry): one line, exit 2
         fail(str(error))
+    except TopicError as error:  # a topic no table of ledger.topics maps to today's code
+        fail(f"the store holds events this version of the ledger cannot read: {error}")
     except PersistenceError as error:  # a store failure no retry cures: one line all the same
         fail(f"the store failed: {type(error).__name__}: {describe(error)}")
     finally:

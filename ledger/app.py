@@ -33,6 +33,8 @@ from ledger.indexes import AccountSet, CommandRecord, InterestClock, LendingPool
 from ledger.platform import PLATFORM_ID, Platform, default_parameters
 from ledger.render import result_events
 from ledger.retry import Failures, RetryPolicy, StoreUnavailable, classify, describe
+from ledger.topics import register as register_moved_topics
+from ledger.topics import stored_topics
 from ledger.unit_of_work import UnitOfWork
 
 Result = dict[str, Any]
@@ -159,6 +161,7 @@ class LedgerApp(Application[str]):
     retry = RetryPolicy()  # how transient store errors are retried (tests give a quicker one)
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        register_moved_topics()  # stored topics of moved modules resolve before anything is read
         super().__init__(env=env)
         self.cache = AggregateCache(self.repository)
         for recorder in {self.recorder, getattr(self.snapshots, "recorder", self.recorder)}:
@@ -351,10 +354,10 @@ class LedgerApp(Application[str]):
 
     def account_ids(self) -> list[str]:
         """Every account, from the notification log's AccountOpened events."""
-        topic = f"{Account.__module__}:Account.AccountOpened"
+        topics = stored_topics(Account.AccountOpened)  # ledger.topics: old stores too
         ids, start = [], 1
         while True:
-            page = self.recorder.select_notifications(start=start, limit=1000, topics=[topic])
+            page = self.recorder.select_notifications(start=start, limit=1000, topics=topics)
             ids.extend(n.originator_id.removeprefix("account/") for n in page)
             if len(page) < 1000:
                 return sorted(ids)

@@ -34,10 +34,24 @@ class LendingPool(LedgerAggregate):
         self.currency = currency
         self.outstanding = ZERO
 
-    @event("OutstandingChanged")
-    def change(self, delta: Decimal, at: datetime, changes: int = 1, account: str | None = None) -> None:
-        """The sum of ``changes`` account liability changes at instant ``at`` in one transaction
-        (events stored before folding name one ``account`` and no ``changes``)."""
+    class OutstandingChanged(LedgerAggregate.Event):
+        """The sum of ``changes`` account liability changes at instant ``at`` in one transaction.
+
+        Version 2 (docs/rules.md §15).  Version 1, stored without a class version, has three
+        shapes: ``{account, delta, at}`` (one account's change, before changes were summed per
+        transaction), then ``{delta, changes, at}``, then ``{delta, at, changes, account: null}``."""
+        delta: Decimal
+        at: datetime
+        changes: int
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("changes", 1)  # the first shape: one account's change
+            state.pop("account", None)
+
+    @event(OutstandingChanged)
+    def change(self, delta: Decimal, at: datetime, changes: int) -> None:
         self.outstanding += delta
         self._never_negative()
 
