@@ -310,8 +310,8 @@ def test_a_pool_read_after_a_repayment_its_accounts_missed_is_a_conflict_not_a_c
     from ledger.retry import CONFLICT, classify
 
     pool = LendingPool(currency="USDT")
-    pool.change(Decimal("10"), datetime(2026, 3, 1, tzinfo=timezone.utc))
+    pool.change(Decimal("10"), datetime(2026, 3, 1, tzinfo=timezone.utc), 1)
     with pytest.raises(StaleRead) as caught:
-        pool.change(Decimal("-11"), datetime(2026, 3, 1, tzinfo=timezone.utc))
+        pool.change(Decimal("-11"), datetime(2026, 3, 1, tzinfo=timezone.utc), 1)
     assert classify(caught.value) == CONFLICT
     assert pool.version == 2  # the refused change recorded no event (the attempt's objects are dropped)
