@@ -120,11 +120,11 @@ class RetryPolicy:
     attempts: int = 8
     single_attempts: int = 3
     reconnects: int = 20
-    reconnect_for: float = 10.0
-    budget: float = 30.0
-    base: float = 0.005
-    cap: float = 0.5
-    reconnect_delay: float = 0.1
+    reconnect_for: float = 10.0  # float-ok: seconds
+    budget: float = 30.0  # float-ok: seconds
+    base: float = 0.005  # float-ok: seconds
+    cap: float = 0.5  # float-ok: seconds
+    reconnect_delay: float = 0.1  # float-ok: seconds
     reconnect_cap: float = 1.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     random: Callable[[], float] = field(default=random.random, repr=False)
