@@ -27,7 +27,7 @@ import time
 from itertools import cycle, islice
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from ledger.store import persistence_env
+from ledger.adapters.store import persistence_env
 
 SAMPLE = 20_000  # real rows kept to stand for what a figure wrote
 PAGE = 10_000

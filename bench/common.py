@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 from itertools import chain, islice
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from ledger.app import BATCH_SIZE, LedgerApp
-from ledger.store import persistence_env
+from ledger.service.app import BATCH_SIZE, LedgerApp
+from ledger.adapters.store import persistence_env
 
 START = datetime(2026, 3, 1, tzinfo=timezone.utc)
 # The big store's timeline: everything set up at START, BTC falls a minute later, the hourly

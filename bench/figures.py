@@ -21,8 +21,8 @@ from bench.common import breach_every_100th, busy_account, crash, drop, fresh_ur
 from bench.memory import PeakSampler
 from bench.report import Phases
 from bench.step import instants, percentile
-from ledger.account import account_key
-from ledger.platform import PLATFORM_ID
+from ledger.domain.account import account_key
+from ledger.domain.platform import PLATFORM_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 ASOF_ACCOUNT = "asof"

@@ -28,10 +28,10 @@ from typing import Any, Callable
 
 from bench.common import INTEREST_AT, START, SWEEP_AT, open_app
 from bench.memory import peak_rss_mb
-from ledger.app import LedgerApp
-from ledger.account import account_key
-from ledger.store import persistence_env
-from ledger.views import account_view
+from ledger.service.app import LedgerApp
+from ledger.domain.account import account_key
+from ledger.adapters.store import persistence_env
+from ledger.read.views import account_view
 
 
 def interest(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:

@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from ledger import jsonlines
-from ledger.errors import LedgerError
-from ledger.jsonlines import MAX_LINE_BYTES
-from ledger.money import fmt
-from ledger.retry import StoreUnavailable, describe
-from ledger.store import DEFAULT_URL, StoreError, describe_store_error, persistence_env, redact
+from ledger.service import jsonlines
+from ledger.domain.errors import LedgerError
+from ledger.service.jsonlines import MAX_LINE_BYTES
+from ledger.domain.money import fmt
+from ledger.adapters.retry import StoreUnavailable, describe
+from ledger.adapters.store import DEFAULT_URL, StoreError, describe_store_error, persistence_env, redact
 from workers.gc_tuning import fewer_collections
 
 if TYPE_CHECKING:
     from rich.console import Console as Console_
 
-    from ledger.app import LedgerApp as LedgerApp_
+    from ledger.service.app import LedgerApp as LedgerApp_
 
 
 def hoist_db(args: list[str]) -> list[str]:
@@ -96,10 +96,10 @@ def load_commands() -> None:
     from rich.console import Console
 
     from entrypoints import people
-    from ledger.app import BATCH_SIZE, LedgerApp
-    from ledger.commands import _timestamp
-    from ledger.render import dumps, event_dict, plain, rfc3339
-    from ledger.views import account_view
+    from ledger.service.app import BATCH_SIZE, LedgerApp
+    from ledger.domain.commands import _timestamp
+    from ledger.read.render import dumps, event_dict, plain, rfc3339
+    from ledger.read.views import account_view
 
     show = people.show
     out = people.console()
@@ -119,7 +119,7 @@ MAX_FUTURE_ALLOWANCE = 86_400  # seconds: a day of clock skew is a broken clock,
 def future_allowance() -> timedelta:
     """T4: how far ahead of this machine's clock an instant may lie, in whole seconds, from
     LEDGER_FUTURE_ALLOWANCE_SECONDS (default 60)."""
-    from ledger.horizon import FUTURE_ALLOWANCE
+    from ledger.domain.horizon import FUTURE_ALLOWANCE
 
     raw = os.environ.get("LEDGER_FUTURE_ALLOWANCE_SECONDS")
     if raw is None:
@@ -138,7 +138,7 @@ def latest_clock() -> Callable[[], datetime]:
 
 def run_time(value: Optional[str], option: str) -> datetime:
     """The instant a run stands for: ``value`` (default now), never from the future (T4)."""
-    from ledger.horizon import check_not_future
+    from ledger.domain.horizon import check_not_future
 
     latest = latest_clock()
     at = parse_time(value, option) or utcnow()
@@ -193,9 +193,9 @@ def opened(url: Optional[str] = None, read_only: bool = False) -> Iterator[Ledge
 
     try:
         yield app
-    except StoreUnavailable as error:  # retried already (ledger.retry): one line, exit 2
+    except StoreUnavailable as error:  # retried already (ledger.adapters.retry): one line, exit 2
         fail(str(error))
-    except TopicError as error:  # a topic no table of ledger.topics maps to today's code
+    except TopicError as error:  # a topic no table of ledger.service.topics maps to today's code
         fail(f"the store holds events this version of the ledger cannot read: {error}")
     except PersistenceError as error:  # a store failure no retry cures: one line all the same
         fail(f"the store failed: {type(error).__name__}: {describe(error)}")
@@ -272,7 +272,7 @@ def main(
 
 # --- apply -----------------------------------------------------------------------------------------
 def read_lines(source: str) -> Iterator[bytes]:
-    """The input's lines as bytes: each is decoded on its own (``ledger.jsonlines``), so a
+    """The input's lines as bytes: each is decoded on its own (``ledger.service.jsonlines``), so a
     line that is not UTF-8 costs only its own result."""
     if source == "-":
         yield from bounded_lines(sys.stdin.buffer)
@@ -316,7 +316,7 @@ def apply(source: str = typer.Argument("-", metavar="[FILE|-]", help="JSON Lines
         numbers: list[int] = []  # the input line number of each command in the batch
 
         def write(results: list[Any]) -> None:
-            # results are plain data already (ledger.render): one write per batch
+            # results are plain data already (ledger.read.render): one write per batch
             sys.stdout.write("".join(json.dumps(result, separators=(",", ":")) + "\n" for result in results))
             sys.stdout.flush()
 

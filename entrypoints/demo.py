@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.panel import Panel
 
 from entrypoints.people import heading
-from ledger.app import LedgerApp
-from ledger.base import event_fields
-from ledger.money import fmt
-from ledger.render import plain
-from ledger.views import account_view
+from ledger.service.app import LedgerApp
+from ledger.domain.base import event_fields
+from ledger.domain.money import fmt
+from ledger.read.render import plain
+from ledger.read.views import account_view
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 
@@ -131,7 +131,7 @@ def crash_step(app: LedgerApp, out: Console) -> None:
 def keep_current(app: LedgerApp, db_url: str, out: Console) -> None:
     """What the worker does every few seconds: seal the new events into the hash chain and
     build the read models, so that the commands that only read find them current."""
-    from ledger.store import persistence_env
+    from ledger.adapters.store import persistence_env
     from projections import audit, runner
     from projections.sql import ViewDatabase
 

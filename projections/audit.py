@@ -19,13 +19,13 @@ from typing import Any, Callable, Iterator
 
 import orjson
 
-from ledger.account import Account, account_key
-from ledger.app import LedgerApp
-from ledger.base import replay
-from ledger.interest import hourly_rate
-from ledger.money import round_up
-from ledger.postings import postings, unbalanced
-from ledger.platform import PLATFORM_ID
+from ledger.domain.account import Account, account_key
+from ledger.service.app import LedgerApp
+from ledger.domain.base import replay
+from ledger.domain.interest import hourly_rate
+from ledger.domain.money import round_up
+from ledger.domain.postings import postings, unbalanced
+from ledger.domain.platform import PLATFORM_ID
 from projections import eventlog
 from projections.sql import ViewDatabase
 from stores import chain

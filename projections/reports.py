@@ -12,10 +12,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ledger.account import UNIFIED
-from ledger.app import LedgerApp
-from ledger.errors import LedgerError
-from ledger.margin import borrow_limit, shown_ratio
+from ledger.domain.account import UNIFIED
+from ledger.service.app import LedgerApp
+from ledger.domain.errors import LedgerError
+from ledger.domain.margin import borrow_limit, shown_ratio
 from projections.sql import ViewDatabase
 from projections.views import stamp
 

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ledger.app import LedgerApp
+from ledger.service.app import LedgerApp
 from projections import views
 from projections.sql import ViewDatabase
 
@@ -68,7 +68,7 @@ def run_batch(app: LedgerApp, db: ViewDatabase, limit: int = BATCH_EVENTS,
 def run(app: LedgerApp, db: ViewDatabase, progress: Callable[[int, int], None] | None = None,
         stop: Callable[[], bool] = lambda: False) -> int:
     """Catch the views up with the log; return how many events were applied.  A batch that
-    fails for a transient reason (``ledger.retry``: a lock or statement timeout, a deadlock,
+    fails for a transient reason (``ledger.adapters.retry``: a lock or statement timeout, a deadlock,
     SQLite busy, a lost connection) rolls back whole and is tried again, within the app's
     retry policy; then ``StoreUnavailable``."""
     retry = app.retry

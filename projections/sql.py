@@ -29,7 +29,7 @@ class ViewDatabase:
                 self._conn.execute(f"SET search_path TO {env['POSTGRES_SCHEMA']}")
         else:
             # the worker's projection job uses it from the scheduler's thread, one run at a time
-            # uri: a read-only opening names the file as file:PATH?mode=ro (ledger.store)
+            # uri: a read-only opening names the file as file:PATH?mode=ro (ledger.adapters.store)
             self._conn = sqlite3.connect(env["SQLITE_DBNAME"], timeout=30, isolation_level=None,
                                          check_same_thread=False, uri=True)
 

@@ -12,8 +12,8 @@ from datetime import timezone
 from decimal import Decimal
 from typing import Any, Sequence
 
-from ledger.indexes import pool_change
-from ledger.render import plain
+from ledger.domain.indexes import pool_change
+from ledger.read.render import plain
 from projections.sql import ViewDatabase
 
 VIEWS = ("balances", "interest_charges", "repayments", "forced_swaps", "liquidations",

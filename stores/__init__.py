@@ -3,7 +3,7 @@
 The repository loads one aggregate with two queries (its latest snapshot, then the events
 after it): a batch of 500 accounts would be 1,000 round trips.  ``select_many`` fetches both
 for hundreds of ids in one statement.  Both stores write and read events with orjson
-(``stores.transcoder``), in eventsourcing's own JSON format.  ``ledger.store.persistence_env`` names these modules
+(``stores.transcoder``), in eventsourcing's own JSON format.  ``ledger.adapters.store.persistence_env`` names these modules
 as ``PERSISTENCE_MODULE``; the ledger calls ``recorder.select_many`` when the recorder has it
 and loads one by one otherwise.
 """

@@ -2,7 +2,7 @@
 or connection waits without bound).
 
 Each bound is a store setting in whole seconds, read from the application's environment
-(eventsourcing's own name where it has one; ``ledger.store.persistence_env`` maps the
+(eventsourcing's own name where it has one; ``ledger.adapters.store.persistence_env`` maps the
 ``LEDGER_PG_*`` variables onto these names) and checked when the store opens: a value that is
 not a whole number of seconds above zero refuses to open (zero would mean "no limit").
 
@@ -57,7 +57,7 @@ def read(env: Any) -> dict[str, int]:
 
 
 def read_only(env: Any) -> bool:
-    """Whether ``ledger.store.persistence_env`` opened the store for reading only."""
+    """Whether ``ledger.adapters.store.persistence_env`` opened the store for reading only."""
     return env.get("READ_ONLY") == "yes"
 
 

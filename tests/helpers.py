@@ -5,11 +5,11 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from ledger.account import Account
-from ledger.app import LedgerApp
-from ledger.horizon import FUTURE_ALLOWANCE
-from ledger.platform import Platform
-from ledger.views import account_view
+from ledger.domain.account import Account
+from ledger.service.app import LedgerApp
+from ledger.domain.horizon import FUTURE_ALLOWANCE
+from ledger.domain.platform import Platform
+from ledger.read.views import account_view
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 # T4: the tests' ledgers run with a fixed clock, "today", so that no test depends on the real

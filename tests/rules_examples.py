@@ -248,8 +248,8 @@ def copy_store(source: Path, target: Path) -> None:
 
 def dump(path: Path, aggregate: str) -> list[str]:
     """One line per stored event: aggregate, version, event, fields without `at` (§13)."""
-    from ledger.app import LedgerApp
-    from ledger.base import event_fields
+    from ledger.service.app import LedgerApp
+    from ledger.domain.base import event_fields
 
     app = LedgerApp(env={"PERSISTENCE_MODULE": "stores.sqlite", "SQLITE_DBNAME": str(path)})
     try:

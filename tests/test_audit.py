@@ -43,10 +43,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ledger.account import UNIFIED, Account
-from ledger.app import LedgerApp
-from ledger.postings import postings, unbalanced
-from ledger.store import persistence_env
+from ledger.domain.account import UNIFIED, Account
+from ledger.service.app import LedgerApp
+from ledger.domain.postings import postings, unbalanced
+from ledger.adapters.store import persistence_env
 from projections import audit
 from projections.sql import ViewDatabase
 from tests import pg

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from ledger.account import Account
-from ledger.money import ZERO
+from ledger.domain.account import Account
+from ledger.domain.money import ZERO
 from tests.helpers import D, Ledger
 
 MONEY = ("amount", "principal", "interest", "upl_generated")

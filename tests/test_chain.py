@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from ledger.app import LedgerApp
-from ledger.store import persistence_env
+from ledger.service.app import LedgerApp
+from ledger.adapters.store import persistence_env
 from projections.sql import ViewDatabase
 from tests.helpers import Ledger, T0, at, ledger_cli
 from tests.test_audit import Raw, apply_ok, verify

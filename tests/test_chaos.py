@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.app import LedgerApp
-from ledger.store import persistence_env
+from ledger.service.app import LedgerApp
+from ledger.adapters.store import persistence_env
 from tests import pg
 
 CHAOS_SECONDS = float(os.environ.get("LEDGER_CHAOS_SECONDS", "40"))

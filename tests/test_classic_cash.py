@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.account import Account
+from ledger.domain.account import Account
 from tests import pg
 from tests.helpers import T0, D, Ledger
 from tests.test_properties import COMMON, HUNT  # the same hunt switch and settings

@@ -44,7 +44,7 @@ def test_version_and_help_load_no_domain_store_or_rich(args: list[str]) -> None:
     loaded = {m.split(".")[0] for m in json.loads(done.stderr.strip().splitlines()[-1])}
     assert not loaded & {"eventsourcing", "psycopg", "psycopg_pool", "pydantic", "rich", "apscheduler", "orjson",
                          "stores", "projections"}
-    assert not {m for m in json.loads(done.stderr.strip().splitlines()[-1]) if m in ("ledger.app", "ledger.commands")}
+    assert not {m for m in json.loads(done.stderr.strip().splitlines()[-1]) if m in ("ledger.service.app", "ledger.domain.commands")}
 
 
 @pytest.mark.skipif(not LEDGER.exists(), reason="the ledger console script is not installed")

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from ledger.app import LedgerApp
-from ledger.store import persistence_env
+from ledger.service.app import LedgerApp
+from ledger.adapters.store import persistence_env
 from tests import pg
 
 pytestmark = pytest.mark.postgres

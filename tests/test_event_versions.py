@@ -13,10 +13,10 @@ from pathlib import Path
 
 from eventsourcing.persistence import StoredEvent
 
-from ledger import account, indexes, platform
-from ledger.app import LedgerApp
-from ledger.base import LedgerAggregate, replay
-from ledger.indexes import LendingPool
+from ledger.domain import account, indexes, platform
+from ledger.service.app import LedgerApp
+from ledger.domain.base import LedgerAggregate, replay
+from ledger.domain.indexes import LendingPool
 from tests.helpers import Ledger, at
 from tests.test_fixture_store import STORE
 

@@ -1,7 +1,7 @@
 """Stores written before the renovation keep working (issue 14).
 
 tests/fixtures/store-2026-12.sqlite was written by the code of December 2026 through
-tests/fixtures/make_fixture.py: its topics (``ledger.account:Account.Deposited``), its event
+tests/fixtures/make_fixture.py: its topics (``ledger.domain.account:Account.Deposited``), its event
 shapes (lending-pool events without a class version) and its snapshots (an account's, the
 pool's) are what a production store holds.  Today's code must open it, answer `account show`
 as it did then, pass `audit verify`, and go on writing to it."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ledger.app import LedgerApp
+from ledger.service.app import LedgerApp
 from tests.helpers import WALL, Ledger, ledger_cli
 
 SECOND = timedelta(seconds=1)

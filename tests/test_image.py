@@ -199,7 +199,7 @@ def test_a_package_left_out_of_the_image_fails_the_tree(tmp_path: Path) -> None:
                    "COPY workers workers\nCOPY projections projections\nCOPY entrypoints entrypoints\n"
                    "RUN pip install --no-cache-dir .\n")
     folder, targets = image_tree(ROOT, old, tmp_path / "image")
-    assert targets == ["."] and (folder / "pyproject.toml").exists() and (folder / "ledger" / "app.py").exists()
+    assert targets == ["."] and (folder / "pyproject.toml").exists() and (folder / "ledger" / "service" / "app.py").exists()
     assert not (folder / "stores").exists()
     ours, _ = image_tree(ROOT, ROOT / "Dockerfile", tmp_path / "ours")
     assert {p for p in packages(ROOT) if not (ours / p / "__init__.py").exists()} == set()
@@ -212,7 +212,7 @@ def test_dockerignore_semantics() -> None:
     assert ignored("ledger/__pycache__/x.pyc", rules) and ignored("__pycache__/x.pyc", rules)
     assert ignored("ledger.db", rules) and not ignored("data/ledger.db", rules)  # * does not cross folders
     assert ignored("docs/rules.md", rules) and not ignored("docs/keep.md", rules)
-    assert not ignored("ledger/app.py", rules)
+    assert not ignored("ledger/service/app.py", rules)
 
 
 # --- compose -------------------------------------------------------------------------------------

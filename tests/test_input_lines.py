@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entrypoints.cli import bounded_lines, cli
-from ledger.errors import LedgerError
-from ledger.jsonlines import MAX_DEPTH, MAX_LINE_BYTES, decode
+from ledger.domain.errors import LedgerError
+from ledger.service.jsonlines import MAX_DEPTH, MAX_LINE_BYTES, decode
 from tests.helpers import ledger_cli as run
 
 CORPUS = Path(__file__).parent / "fuzz" / "bad-lines.jsonl"  # a copy of the shared fuzz corpus

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from ledger.interest import hourly_rate
+from ledger.domain.interest import hourly_rate
 from tests.helpers import D, T0, Ledger, at
 from workers.interest import run_interest
 
@@ -192,7 +192,7 @@ def test_capitalised_interest_is_repaid_before_principal(ledger: Ledger) -> None
 
 def test_hourly_rate_picks_the_latest_of_each_level() -> None:
     """I3 unit: latest rate per level; beta picks the highest level that has one."""
-    from ledger.platform import Platform, default_parameters
+    from ledger.domain.platform import Platform, default_parameters
 
     p = Platform(parameters=default_parameters(), at=T0)
     assert hourly_rate(p, "USDT", 0) == 0

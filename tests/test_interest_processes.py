@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ledger.app import LedgerApp
-from ledger.store import persistence_env
+from ledger.service.app import LedgerApp
+from ledger.adapters.store import persistence_env
 from tests import pg
 from tests.helpers import latest
 from workers.scheduler import JOB_DEFAULTS, Jobs, build_scheduler

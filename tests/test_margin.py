@@ -1,4 +1,4 @@
-"""Unit tests of ledger.margin (SPEC §5 F1-F6, §6 B2) with hand-computed numbers.
+"""Unit tests of ledger.domain.margin (SPEC §5 F1-F6, §6 B2) with hand-computed numbers.
 
 Every expected value is worked out by hand in the comment next to it; defaults are the §4
 ones: BTC tiers 0.98 to 500 / 0.97 to 1000 / 0.95 above, ETH 0.95, others 0; liabilities
@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from ledger.errors import LedgerError
-from ledger.margin import (
+from ledger.domain.errors import LedgerError
+from ledger.domain.margin import (
     Margin,
     MarginState,
     Position,
@@ -23,7 +23,7 @@ from ledger.margin import (
     total_upl,
     unrealized_pnl,
 )
-from ledger.platform import Platform, default_parameters
+from ledger.domain.platform import Platform, default_parameters
 
 D = Decimal
 AT = datetime(2026, 3, 1, tzinfo=timezone.utc)

@@ -164,7 +164,7 @@ def test_duplicates_within_one_batch(ledger: Ledger) -> None:
 
 
 CONFLICT_UNDOES_PREVIOUS = (
-    "BUG: ledger/app.py LedgerApp._execute raises command_id_conflict before execute() has "
+    "BUG: ledger/service/app.py LedgerApp._execute raises command_id_conflict before execute() has "
     "called uow.begin(), then calls uow.rollback(); the unit of work still holds the previous "
     "command's marks, so rollback() undoes the PREVIOUS command of the batch (its events and "
     "its CommandRecord) although that command answered ok. Expected the earlier deposit to be "

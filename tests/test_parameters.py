@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ledger.platform import default_parameters
+from ledger.domain.platform import default_parameters
 from tests.helpers import D, Ledger, at
 
 # --- every §4 command is one event with its `at` ------------------------------------------------

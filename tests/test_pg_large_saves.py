@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from ledger.app import LedgerApp
+from ledger.service.app import LedgerApp
 from tests import pg
 from tests.helpers import latest
 from workers.interest import run_interest

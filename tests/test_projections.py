@@ -56,8 +56,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ledger.account import UNIFIED
-from ledger.app import LedgerApp
+from ledger.domain.account import UNIFIED
+from ledger.service.app import LedgerApp
 from projections import reports, runner, views
 from projections.sql import ViewDatabase
 from projections.views import stamp
@@ -560,7 +560,7 @@ def test_a_batch_killed_midway_leaves_nothing_and_the_next_run_resumes(
 
 KILLER = """
 import json, os, sys
-from ledger.app import LedgerApp
+from ledger.service.app import LedgerApp
 from projections import runner, views
 from projections.sql import ViewDatabase
 env = json.loads(sys.argv[1])

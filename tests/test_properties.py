@@ -47,10 +47,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ledger.account import UNIFIED, Account
-from ledger.app import LedgerApp
-from ledger.errors import LedgerError
-from ledger.margin import base_of
+from ledger.domain.account import UNIFIED, Account
+from ledger.service.app import LedgerApp
+from ledger.domain.errors import LedgerError
+from ledger.domain.margin import base_of
 from tests import pg
 from tests.helpers import T0, Ledger
 

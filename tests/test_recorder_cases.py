@@ -26,7 +26,7 @@ from eventsourcing.utils import Environment
 
 import stores.postgres
 import stores.sqlite
-from ledger.app import LedgerApp
+from ledger.service.app import LedgerApp
 from stores.transcoder import OrjsonTranscoder
 from tests import pg
 

@@ -14,8 +14,8 @@ import psycopg_pool
 import pytest
 from eventsourcing.persistence import DataError, IntegrityError, InterfaceError, OperationalError, ProgrammingError
 
-from ledger.app import LedgerApp
-from ledger.retry import CONFLICT, CONNECTION, RetryPolicy, StoreUnavailable, classify
+from ledger.service.app import LedgerApp
+from ledger.adapters.retry import CONFLICT, CONNECTION, RetryPolicy, StoreUnavailable, classify
 from tests.helpers import D, Ledger, at
 from tests.helpers import ledger_cli as run
 
@@ -156,7 +156,7 @@ def test_an_error_that_is_not_transient_is_not_retried(ledger: Ledger, quick: li
 
 def test_a_lost_store_raises_store_unavailable_with_what_was_saved(ledger: Ledger, quick: list[float],
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import ledger.app as app_module
+    import ledger.service.app as app_module
 
     ledger.open("a")
     monkeypatch.setattr(app_module, "BATCH_SIZE", 2)
@@ -254,7 +254,7 @@ def test_apply_answers_conflict_when_the_store_keeps_refusing(db_url: str, monke
 
 def test_apply_on_a_lost_store_prints_what_it_has_then_one_line(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import entrypoints.cli as cli_module
-    import ledger.app as app_module
+    import ledger.service.app as app_module
 
     monkeypatch.setattr(LedgerApp, "retry", RetryPolicy(sleep=lambda s: None))
     monkeypatch.setattr(app_module, "BATCH_SIZE", 2)
@@ -305,9 +305,9 @@ def test_a_pool_read_after_a_repayment_its_accounts_missed_is_a_conflict_not_a_c
     from datetime import datetime, timezone
     from decimal import Decimal
 
-    from ledger.errors import StaleRead
-    from ledger.indexes import LendingPool
-    from ledger.retry import CONFLICT, classify
+    from ledger.domain.errors import StaleRead
+    from ledger.domain.indexes import LendingPool
+    from ledger.adapters.retry import CONFLICT, classify
 
     pool = LendingPool(currency="USDT")
     pool.change(Decimal("10"), datetime(2026, 3, 1, tzinfo=timezone.utc), 1)

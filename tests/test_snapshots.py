@@ -1,7 +1,7 @@
 """Snapshots (every 20 account events, 100 pool and 1,000 account-set events) load the same state as a full replay."""
 from __future__ import annotations
 
-from ledger.base import replay
+from ledger.domain.base import replay
 from tests.helpers import Ledger, at
 
 

@@ -18,8 +18,8 @@ from eventsourcing.persistence import InternalError, OperationalError, StoredEve
 from typer.testing import CliRunner
 
 from entrypoints.cli import cli
-from ledger.app import LedgerApp
-from ledger.store import persistence_env
+from ledger.service.app import LedgerApp
+from ledger.adapters.store import persistence_env
 from projections.sql import ViewDatabase
 from tests import pg
 

@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import JSONTranscoder, Transcoding, TranscodingNotRegisteredError
 
-from ledger.app import LedgerApp
+from ledger.service.app import LedgerApp
 from stores.transcoder import OrjsonTranscoder
 from tests.helpers import D, Ledger, at
 
@@ -186,7 +186,7 @@ def test_as_of_from_a_snapshot_equals_replaying_from_the_first_event(ledger: Led
 
 
 def test_the_cache_brings_a_kept_aggregate_up_to_date_with_other_writers(ledger: Ledger) -> None:
-    """ledger.cache: what this process saved is reused, after the events another process
+    """ledger.service.cache: what this process saved is reused, after the events another process
     added since; a batch that loses its race keeps nothing."""
     ledger.open("c")
     deposit = {"type": "deposit", "account": "c", "currency": "USDT", "amount": "1"}

@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from entrypoints.cli import cli
-from ledger.app import LedgerApp
-from ledger.money import fmt, round_down
-from ledger.platform import QUOTE
-from ledger.store import persistence_env
+from ledger.service.app import LedgerApp
+from ledger.domain.money import fmt, round_down
+from ledger.domain.platform import QUOTE
+from ledger.adapters.store import persistence_env
 from tests import pg
 from tests.helpers import D, T0, Ledger, at, latest
-from ledger.sweep import needs_sweep, sweep_account
+from ledger.domain.sweep import needs_sweep, sweep_account
 from workers.sweep import run_sweep
 
 M = timedelta(minutes=1)
@@ -527,7 +527,7 @@ def test_two_repayment_run_processes_at_once_act_once(tmp_path: Path) -> None:
     app = LedgerApp.open(persistence_env(alone_url))
     try:
         alone_run = run_sweep(app, mark(5) + timedelta(seconds=7))
-        from ledger.render import plain
+        from ledger.read.render import plain
         expected_actions = Counter(json.dumps(plain(a), sort_keys=True) for a in alone_run.actions)
     finally:
         app.close()

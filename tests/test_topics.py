@@ -1,4 +1,4 @@
-"""ledger.topics: events stored under a topic that has since moved still load (issue 14).
+"""ledger.service.topics: events stored under a topic that has since moved still load (issue 14).
 
 A move is simulated the other way round: the code stays where it is and the store is made to
 hold topics of a module that "used to be" elsewhere (``ledger.legacy_account``), as a store
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from eventsourcing.utils import TopicError, resolve_topic
 
-from ledger import topics
-from ledger.account import Account
-from ledger.app import LedgerApp
-from ledger.indexes import LendingPool
+from ledger.service import topics
+from ledger.domain.account import Account
+from ledger.service.app import LedgerApp
+from ledger.domain.indexes import LendingPool
 from tests.helpers import ledger_cli
 from tests.test_fixture_store import EXPECTED, STORE
 
@@ -49,13 +49,13 @@ def test_every_moved_topic_resolves_to_a_current_place() -> None:
 
 
 def test_stored_topics_names_the_old_ones_too() -> None:
-    moved = {OLD_MODULE: "ledger.account", OLD_POOL: "ledger.indexes:LendingPool"}
-    assert topics.stored_topics(Account.Deposited, moved) == ["ledger.account:Account.Deposited",
+    moved = {OLD_MODULE: "ledger.domain.account", OLD_POOL: "ledger.domain.indexes:LendingPool"}
+    assert topics.stored_topics(Account.Deposited, moved) == ["ledger.domain.account:Account.Deposited",
                                                                f"{OLD_MODULE}:Account.Deposited"]
     assert topics.stored_topics(LendingPool.OutstandingChanged, moved) == [
-        "ledger.indexes:LendingPool.OutstandingChanged", f"{OLD_POOL}.OutstandingChanged"]
-    assert topics.stored_topics(Account, moved) == ["ledger.account:Account", f"{OLD_MODULE}:Account"]
-    assert topics.stored_topics(LendingPool, {}) == ["ledger.indexes:LendingPool"]
+        "ledger.domain.indexes:LendingPool.OutstandingChanged", f"{OLD_POOL}.OutstandingChanged"]
+    assert topics.stored_topics(Account, moved) == ["ledger.domain.account:Account", f"{OLD_MODULE}:Account"]
+    assert topics.stored_topics(LendingPool, {}) == ["ledger.domain.indexes:LendingPool"]
 
 
 def test_an_event_under_an_old_topic_loads_once_the_move_is_in_the_table(tmp_path: Path,
@@ -78,7 +78,7 @@ def test_an_event_under_an_old_topic_loads_once_the_move_is_in_the_table(tmp_pat
     assert unknown.exit_code == 2 and "cannot read" in unknown.stderr and OLD_MODULE in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1 and "Traceback" not in unknown.output
 
-    monkeypatch.setattr(topics, "MOVED", {OLD_MODULE: "ledger.account", OLD_POOL: "ledger.indexes:LendingPool"})
+    monkeypatch.setattr(topics, "MOVED", {**topics.MOVED, OLD_MODULE: "ledger.domain.account", OLD_POOL: "ledger.domain.indexes:LendingPool"})
     listed = json.loads(ledger_cli(url, "account", "list", "--json").stdout)
     assert [row["account"] for row in listed] == sorted(EXPECTED["accounts"])
     for account, expected in EXPECTED["accounts"].items():
@@ -91,7 +91,7 @@ def test_an_event_under_an_old_topic_loads_once_the_move_is_in_the_table(tmp_pat
     try:
         stored = {n.topic for n in app.recorder.select_notifications(start=1, limit=10_000)
                   if n.originator_id == "account/carol"}
-        assert "ledger.account:Account.Deposited" in stored and f"{OLD_MODULE}:Account.Deposited" in stored
+        assert "ledger.domain.account:Account.Deposited" in stored and f"{OLD_MODULE}:Account.Deposited" in stored
         assert [type(e).__name__ for e in app.history("carol")][-1] == "Deposited"
         assert type(app.find("pool/USDT")) is LendingPool  # from a snapshot stored under the old name
     finally:

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ledger.store import persistence_env
+from ledger.adapters.store import persistence_env
 from projections import audit, runner
 from projections.sql import ViewDatabase
 from tests import pg
@@ -155,7 +155,7 @@ def test_events_after_the_head_are_unsealed_unless_the_store_links_at_commit(db_
 
 class audit_app:
     def __init__(self, env: dict[str, str]) -> None:
-        from ledger.app import LedgerApp
+        from ledger.service.app import LedgerApp
 
         self.app, self.db = LedgerApp(env=env), ViewDatabase(env)
 

@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ledger.app import LedgerApp
-from ledger.store import describe_store_error, persistence_env, store_error_kind
+from ledger.service.app import LedgerApp
+from ledger.adapters.store import describe_store_error, persistence_env, store_error_kind
 from tests import pg
 from workers import scheduler
 from workers.scheduler import JsonFormatter, Jobs
@@ -116,7 +116,7 @@ def test_a_database_that_goes_away_while_the_worker_runs_is_named(records) -> No
         conn.execute(f'DROP DATABASE "{env["POSTGRES_DBNAME"]}" WITH (FORCE)')
     assert jobs.sweep(now) is False
     line = records[-1]
-    # the retry policy (ledger.retry) gives up with StoreUnavailable, caused by the driver's error
+    # the retry policy (ledger.adapters.retry) gives up with StoreUnavailable, caused by the driver's error
     assert line["event"].startswith("sweep job failed: ") and line["error_type"] in ("OperationalError", "StoreUnavailable")
     assert line["error_kind"] in ("connection_lost", "database_missing"), line
     app.close()

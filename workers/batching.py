@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
-from ledger.account import account_key
-from ledger.app import LedgerApp
-from ledger.unit_of_work import UnitOfWork
+from ledger.domain.account import account_key
+from ledger.service.app import LedgerApp
+from ledger.service.unit_of_work import UnitOfWork
 from workers.gc_tuning import fewer_collections
 
 Step = Callable[[UnitOfWork, str], dict[str, Any]]

@@ -14,12 +14,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable
 
-from ledger.app import LedgerApp
-from ledger.errors import LedgerError
-from ledger.indexes import RunLog
-from ledger.interest import Charge, charge_hours, floor_hour
-from ledger.platform import Platform
-from ledger.unit_of_work import UnitOfWork
+from ledger.service.app import LedgerApp
+from ledger.domain.errors import LedgerError
+from ledger.domain.indexes import RunLog
+from ledger.domain.interest import Charge, charge_hours, floor_hour
+from ledger.domain.platform import Platform
+from ledger.service.unit_of_work import UnitOfWork
 from workers.batching import Batches
 
 BATCH_ACCOUNTS = int(os.environ.get("LEDGER_INTEREST_BATCH_ACCOUNTS", "500"))  # accounts per transaction

@@ -20,9 +20,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from ledger.app import LedgerApp
-from ledger.render import rfc3339
-from ledger.store import KINDS, describe_store_error, persistence_env, redact, store_error_kind
+from ledger.service.app import LedgerApp
+from ledger.domain.times import rfc3339
+from ledger.adapters.store import KINDS, describe_store_error, persistence_env, redact, store_error_kind
 from workers.interest import run_interest
 from workers.sweep import run_sweep
 

@@ -2,7 +2,7 @@
 
 Loading and checking every account that owes is most of a sweep; changing them is a few.
 The screen loads accounts a chunk at a time, asks the sweep's own tests whether it would
-change them (``ledger.sweep.needs_sweep``) and keeps those and any that fail, writing
+change them (``ledger.domain.sweep.needs_sweep``) and keeps those and any that fail, writing
 nothing.  With many accounts the chunks are spread over processes: each opens the store
 itself and only reads, so they never conflict.  The act pass then sweeps the flagged
 accounts in transactions from fresh state, so an account that changed since it was screened
@@ -19,10 +19,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable
 
-from ledger.account import account_key
-from ledger.app import LedgerApp
-from ledger.errors import LedgerError
-from ledger.sweep import needs_sweep
+from ledger.domain.account import account_key
+from ledger.service.app import LedgerApp
+from ledger.domain.errors import LedgerError
+from ledger.domain.sweep import needs_sweep
 from workers.gc_tuning import fewer_collections
 
 CHUNK_ACCOUNTS = 2_000  # accounts per read (a chunk holds its aggregates in memory)

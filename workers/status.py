@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ledger.app import LedgerApp
-from ledger.horizon import FUTURE_ALLOWANCE
-from ledger.interest import floor_hour
-from ledger.render import rfc3339
+from ledger.service.app import LedgerApp
+from ledger.domain.horizon import FUTURE_ALLOWANCE
+from ledger.domain.interest import floor_hour
+from ledger.domain.times import rfc3339
 from workers.sweep import floor_mark
 
 SWEEP_EVERY = timedelta(minutes=5)

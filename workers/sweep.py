@@ -19,12 +19,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable
 
-from ledger.app import LedgerApp
-from ledger.errors import LedgerError
-from ledger.indexes import RunLog
-from ledger.platform import QUOTE
-from ledger.sweep import Actions, platform_excess, sweep_account
-from ledger.unit_of_work import UnitOfWork
+from ledger.service.app import LedgerApp
+from ledger.domain.errors import LedgerError
+from ledger.domain.indexes import RunLog
+from ledger.domain.platform import QUOTE
+from ledger.domain.sweep import Actions, platform_excess, sweep_account
+from ledger.service.unit_of_work import UnitOfWork
 from workers.batching import Batches
 from workers.screen import screen
 

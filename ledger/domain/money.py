@@ -8,7 +8,7 @@ from __future__ import annotations
 import decimal
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
-# Inputs are bounded (see ledger.commands): 15 integer digits, 18 decimals.  A product of
+# Inputs are bounded (see ledger.domain.commands): 15 integer digits, 18 decimals.  A product of
 # two such numbers needs 66 digits; 80 leaves room for sums.  Traps make any overflow loud.
 _CONTEXT = decimal.Context(
     prec=80,

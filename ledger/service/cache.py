@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Iterable
 
-from ledger.base import replay
+from ledger.domain.base import replay
 
 MAX_AGGREGATES = int(os.environ.get("LEDGER_CACHE_AGGREGATES", "20000"))
 

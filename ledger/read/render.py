@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ledger.base import LedgerAggregate, LedgerEvent, event_fields, event_name
-from ledger.money import fmt
+from ledger.domain.base import LedgerAggregate, LedgerEvent, event_fields, event_name
+from ledger.domain.money import fmt
+from ledger.domain.times import rfc3339
 
 
 def plain(value: Any) -> Any:
@@ -21,11 +22,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [plain(v) for v in value]
     return value
-
-
-def rfc3339(at: datetime) -> str:
-    text = at.astimezone(timezone.utc).isoformat()
-    return text.replace("+00:00", "Z")
 
 
 def event_dict(agg_id: str, event: LedgerEvent) -> dict[str, Any]:

@@ -14,12 +14,12 @@ from typing import Any, Callable, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Repository
 
-from ledger.account import Account, account_key
-from ledger.base import LedgerAggregate
-from ledger.errors import LedgerError
-from ledger.indexes import AccountSet, ApiKeyIndex, CommandRecord, InterestClock, LendingPool
-from ledger.margin import base_of
-from ledger.platform import PLATFORM_ID, Platform, default_parameters
+from ledger.domain.account import Account, account_key
+from ledger.domain.base import LedgerAggregate
+from ledger.domain.errors import LedgerError
+from ledger.domain.indexes import AccountSet, ApiKeyIndex, CommandRecord, InterestClock, LendingPool
+from ledger.domain.margin import base_of
+from ledger.domain.platform import PLATFORM_ID, Platform, default_parameters
 
 A = TypeVar("A", bound=LedgerAggregate)
 MAX_AGGREGATES_PER_BATCH = 50_000  # a bound on what one transaction may hold in memory

@@ -9,12 +9,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Callable
 
-from ledger.account import CLASSIC, UNIFIED, Account, opening_qty
-from ledger.commands import FillOrder, PlaceOrder
-from ledger.errors import LedgerError
-from ledger.margin import base_of
-from ledger.money import ENTRY_PRICE_PLACES, ZERO, fmt, round_down, round_even, round_up
-from ledger.platform import QUOTE, Platform
+from ledger.domain.account import CLASSIC, UNIFIED, Account, opening_qty
+from ledger.domain.commands import FillOrder, PlaceOrder
+from ledger.domain.errors import LedgerError
+from ledger.domain.margin import base_of
+from ledger.domain.money import ENTRY_PRICE_PLACES, ZERO, fmt, round_down, round_even, round_up
+from ledger.domain.platform import QUOTE, Platform
 
 
 def place_order(

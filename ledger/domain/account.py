@@ -3,7 +3,7 @@
 Command methods check every guard first and only then trigger decorated events, so a
 rejected command leaves the aggregate untouched.  Events carry their results (deltas,
 resulting positions) so that replay is plain arithmetic.  Margin numbers come from
-``ledger.margin``; parameters and prices from the ``Platform`` passed in.
+``ledger.domain.margin``; parameters and prices from the ``Platform`` passed in.
 """
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any
 
 from eventsourcing.domain import event
 
-from ledger.base import LedgerAggregate
-from ledger.errors import LedgerError
-from ledger.margin import Margin, MarginState, Position, base_of, margin, total_upl
-from ledger.money import ZERO, fmt, round_down, round_up
-from ledger.platform import QUOTE, Platform
+from ledger.domain.base import LedgerAggregate
+from ledger.domain.errors import LedgerError
+from ledger.domain.margin import Margin, MarginState, Position, base_of, margin, total_upl
+from ledger.domain.money import ZERO, fmt, round_down, round_up
+from ledger.domain.platform import QUOTE, Platform
 
 CLASSIC, UNIFIED = "classic", "unified"
 HOUR = timedelta(hours=1)

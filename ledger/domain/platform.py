@@ -11,9 +11,9 @@ from typing import Any
 
 from eventsourcing.domain import event
 
-from ledger.base import LedgerAggregate
-from ledger.errors import LedgerError
-from ledger.money import ONE, ZERO, decimal_places, fmt
+from ledger.domain.base import LedgerAggregate
+from ledger.domain.errors import LedgerError
+from ledger.domain.money import ONE, ZERO, decimal_places, fmt
 
 PLATFORM_ID = "platform"
 QUOTE = "USDT"  # W1: the quote currency, price 1

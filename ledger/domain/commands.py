@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from ledger.errors import LedgerError
+from ledger.domain.errors import LedgerError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"  # M1
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"

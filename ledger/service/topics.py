@@ -1,11 +1,11 @@
 """Where the topics of stored events live now.
 
-eventsourcing stores a *topic* with every event (``ledger.account:Account.Deposited``), every
-snapshot (``ledger.base:LedgerSnapshot``), and inside every created event and snapshot the
-aggregate's own (``ledger.account:Account``).  Moving or renaming a module or class changes
+eventsourcing stores a *topic* with every event (``ledger.domain.account:Account.Deposited``), every
+snapshot (``ledger.domain.base:LedgerSnapshot``), and inside every created event and snapshot the
+aggregate's own (``ledger.domain.account:Account``).  Moving or renaming a module or class changes
 the topic of what is written from then on, never of what is stored: without a way back, an
 old store no longer loads.  ``MOVED`` is that way back: each old topic, a module
-(``ledger.account``) or a class in it (``ledger.indexes:LendingPool``), names where it lives
+(``ledger.domain.account``) or a class in it (``ledger.domain.indexes:LendingPool``), names where it lives
 now, and ``register`` tells the library (``eventsourcing.utils.register_topic``), which then
 resolves every topic under the old one, nested event classes included, to the new place.
 
@@ -22,7 +22,13 @@ from typing import Any, Iterator, Mapping
 from eventsourcing.utils import get_topic, register_topic
 
 # old topic -> the topic it lives at now (a module for a module, a class for a class)
-MOVED: dict[str, str] = {}
+MOVED: dict[str, str] = {
+    # issue 14: ledger/ split by trade; the modules whose classes are stored moved to ledger/domain/
+    "ledger.account": "ledger.domain.account",
+    "ledger.base": "ledger.domain.base",
+    "ledger.indexes": "ledger.domain.indexes",
+    "ledger.platform": "ledger.domain.platform",
+}
 
 
 def _locate(topic: str) -> Any:

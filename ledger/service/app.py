@@ -3,7 +3,7 @@
 ``LedgerApp.apply(objs, now)`` takes decoded JSON commands and answers one result per
 command, in order.  A batch runs against in-memory aggregates (``UnitOfWork``) and is saved
 with one ``save()``: one transaction.  When the store refuses the batch for a reason a retry
-can cure (``ledger.retry``: another writer got there first, a deadlock, a lock or statement
+can cure (``ledger.adapters.retry``: another writer got there first, a deadlock, a lock or statement
 timeout, a lost connection) the batch is recomputed from fresh state, a bounded number of
 times with jittered backoff, and at last split into single commands; a command that still
 cannot win answers ``conflict``.  A store that stays unreachable raises ``StoreUnavailable``.
@@ -22,20 +22,20 @@ from typing import Any, Callable, Mapping
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import IntegrityError, InternalError
 
-from ledger.account import Account, account_key
-from ledger.base import replay
-from ledger.cache import AggregateCache
-from ledger.commands import Command, parse_command
-from ledger.errors import LedgerError
-from ledger.handlers import execute
-from ledger.horizon import FUTURE_ALLOWANCE, check_not_future
-from ledger.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog, pool_change
-from ledger.platform import PLATFORM_ID, Platform, default_parameters
-from ledger.render import result_events
-from ledger.retry import Failures, RetryPolicy, StoreUnavailable, classify, describe
-from ledger.topics import register as register_moved_topics
-from ledger.topics import stored_topics
-from ledger.unit_of_work import UnitOfWork
+from ledger.domain.account import Account, account_key
+from ledger.domain.base import replay
+from ledger.service.cache import AggregateCache
+from ledger.domain.commands import Command, parse_command
+from ledger.domain.errors import LedgerError
+from ledger.service.handlers import execute
+from ledger.domain.horizon import FUTURE_ALLOWANCE, check_not_future
+from ledger.domain.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog, pool_change
+from ledger.domain.platform import PLATFORM_ID, Platform, default_parameters
+from ledger.read.render import result_events
+from ledger.adapters.retry import Failures, RetryPolicy, StoreUnavailable, classify, describe
+from ledger.service.topics import register as register_moved_topics
+from ledger.service.topics import stored_topics
+from ledger.service.unit_of_work import UnitOfWork
 
 Result = dict[str, Any]
 BATCH_SIZE = 2000  # commands per transaction (fewer commits; still a bounded unit of work)
@@ -64,7 +64,7 @@ ACCOUNT_FIELDS = ("account", "from_account", "to_account", "parent")
 
 def parsed(obj: Any) -> Command | LedgerError:
     """A decoded input as a typed command, or the rejection it earns (an input that failed to
-    decode arrives as its ``LedgerError`` already, see ``ledger.jsonlines``)."""
+    decode arrives as its ``LedgerError`` already, see ``ledger.service.jsonlines``)."""
     if isinstance(obj, LedgerError):
         return obj
     try:
@@ -96,7 +96,7 @@ def digest(obj: Mapping[str, Any]) -> str:
 
 
 class LedgerRepository(Repository[str]):
-    """Loads aggregates with ``replay`` (see ledger.base), one or many at a time."""
+    """Loads aggregates with ``replay`` (see ledger.domain.base), one or many at a time."""
 
     def get(self, aggregate_id: str, **kwargs: Any) -> Any:
         kwargs.setdefault("projector_func", replay)
@@ -120,7 +120,7 @@ class LedgerRepository(Repository[str]):
 
 
 def without_library_retries(recorder: Any) -> None:
-    """One retry policy (``ledger.retry``), not two nested.  eventsourcing's PostgreSQL
+    """One retry policy (``ledger.adapters.retry``), not two nested.  eventsourcing's PostgreSQL
     recorder retries every OperationalError of each insert and read ten times, 0.2 s apart:
     an insert sends the same events again (after a connection lost at commit, that second
     insert of a batch already saved fails as a duplicate version and the batch would be
@@ -226,7 +226,7 @@ class LedgerApp(Application[str]):
                  preload: list[str] | None = None) -> list[Result]:
         """Run ``step`` for every item in one unit of work and save it in one transaction.
 
-        When the store refuses it for a transient reason (``ledger.retry``), everything is
+        When the store refuses it for a transient reason (``ledger.adapters.retry``), everything is
         recomputed from fresh state (``retry.attempts`` times, then item by item), so results
         are only returned for what was saved; what still cannot be saved, or what is left when
         the retry budget is spent, answers ``conflict``.  Commands without `at` take the clock
@@ -354,7 +354,7 @@ class LedgerApp(Application[str]):
 
     def account_ids(self) -> list[str]:
         """Every account, from the notification log's AccountOpened events."""
-        topics = stored_topics(Account.AccountOpened)  # ledger.topics: old stores too
+        topics = stored_topics(Account.AccountOpened)  # ledger.service.topics: old stores too
         ids, start = [], 1
         while True:
             page = self.recorder.select_notifications(start=start, limit=1000, topics=topics)

@@ -8,15 +8,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
-from ledger import commands as c
-from ledger.account import UNIFIED, Account
-from ledger.errors import LedgerError
-from ledger.indexes import ApiKeyIndex
-from ledger.margin import BorrowLimit, borrow_limit
-from ledger.money import ZERO, fmt
-from ledger.platform import QUOTE
-from ledger.trading import fill_order, place_order
-from ledger.unit_of_work import UnitOfWork
+from ledger.domain import commands as c
+from ledger.domain.account import UNIFIED, Account
+from ledger.domain.errors import LedgerError
+from ledger.domain.indexes import ApiKeyIndex
+from ledger.domain.margin import BorrowLimit, borrow_limit
+from ledger.domain.money import ZERO, fmt
+from ledger.domain.platform import QUOTE
+from ledger.domain.trading import fill_order, place_order
+from ledger.service.unit_of_work import UnitOfWork
 
 Handler = Callable[[UnitOfWork, c.Command, datetime], None]
 HANDLERS: dict[type[c.Command], Handler] = {}

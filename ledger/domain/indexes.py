@@ -19,9 +19,9 @@ from typing import Any
 
 from eventsourcing.domain import event
 
-from ledger.base import LedgerAggregate
-from ledger.errors import StaleRead
-from ledger.money import ZERO
+from ledger.domain.base import LedgerAggregate
+from ledger.domain.errors import StaleRead
+from ledger.domain.money import ZERO
 
 
 class LendingPool(LedgerAggregate):

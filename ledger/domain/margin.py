@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Mapping, Sequence
 
-from ledger.money import ZERO, round_down
-from ledger.platform import QUOTE, Platform
+from ledger.domain.money import ZERO, round_down
+from ledger.domain.platform import QUOTE, Platform
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,15 @@
-"""Read views of an account (SPEC §14), built from the aggregates and ``ledger.margin``."""
+"""Read views of an account (SPEC §14), built from the aggregates and ``ledger.domain.margin``."""
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any, Callable
 
-from ledger.account import UNIFIED, Account
-from ledger.errors import LedgerError
-from ledger.margin import base_of, borrow_limit, shown_ratio, unrealized_pnl
-from ledger.money import ZERO, round_down
-from ledger.platform import QUOTE, Platform
-from ledger.render import plain
+from ledger.domain.account import UNIFIED, Account
+from ledger.domain.errors import LedgerError
+from ledger.domain.margin import base_of, borrow_limit, shown_ratio, unrealized_pnl
+from ledger.domain.money import ZERO, round_down
+from ledger.domain.platform import QUOTE, Platform
+from ledger.read.render import plain
 
 
 def account_view(acct: Account, platform: Platform, platform_owed: Callable[[str], Decimal]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ CONNECTION_STATES = {
     "3D000",  # invalid_catalog_name: the database is not there (any more)
 }
 CONFLICT_NAMES = {"PipelineAborted", "SerializationFailure", "DeadlockDetected", "LockNotAvailable", "QueryCanceled",
-                  "StaleRead"}  # ledger.errors.StaleRead: an attempt that read two moments
+                  "StaleRead"}  # ledger.domain.errors.StaleRead: an attempt that read two moments
 CONNECTION_NAMES = {"PoolTimeout", "ConnectionUnavailableError", "TooManyRequests", "PoolClosed"}
 SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
 

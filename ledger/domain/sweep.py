@@ -13,10 +13,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ledger.account import UNIFIED, Account
-from ledger.margin import Margin, MarginState, base_of, margin, ratio_at_least, ratio_at_most, shown_ratio
-from ledger.money import ZERO, quantum, round_down, round_even, round_up
-from ledger.platform import QUOTE, Platform
+from ledger.domain.account import UNIFIED, Account
+from ledger.domain.margin import Margin, MarginState, base_of, margin, ratio_at_least, ratio_at_most, shown_ratio
+from ledger.domain.money import ZERO, quantum, round_down, round_even, round_up
+from ledger.domain.platform import QUOTE, Platform
 
 MAX_BISECTIONS = 128
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ledger.errors import LedgerError
-from ledger.render import rfc3339
+from ledger.domain.errors import LedgerError
+from ledger.domain.times import rfc3339
 
 FUTURE_ALLOWANCE = timedelta(seconds=60)  # T4's default; LEDGER_FUTURE_ALLOWANCE_SECONDS at the edge
 

@@ -16,7 +16,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from ledger.errors import LedgerError
+from ledger.domain.errors import LedgerError
 
 MAX_LINE_BYTES = 64 * 1024  # the largest command (20 collateral tiers) is about 2 KiB
 MAX_DEPTH = 8  # arrays and objects inside each other; a command needs 3 (tiers: [{...}])

@@ -12,9 +12,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Callable
 
-from ledger.account import HOUR, Account, ceil_hour
-from ledger.money import ZERO, round_down, round_up
-from ledger.platform import Platform
+from ledger.domain.account import HOUR, Account, ceil_hour
+from ledger.domain.money import ZERO, round_down, round_up
+from ledger.domain.platform import Platform
 
 MAX_HOURS_PER_RUN = 24 * 366  # a bound on catch-up work for one account and currency
 

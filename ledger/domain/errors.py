@@ -70,4 +70,4 @@ class StaleRead(Exception):
     """An attempt read its aggregates at different moments (another writer committed between
     two reads), so an invariant across aggregates does not hold in memory — e.g. a lending
     pool read after a repayment that the accounts, read earlier, have not seen.  Nothing was
-    saved; the attempt is retried from fresh state like a version conflict (``ledger.retry``)."""
+    saved; the attempt is retried from fresh state like a version conflict (``ledger.adapters.retry``)."""
