@@ -21,8 +21,8 @@ from bench.common import breach_every_100th, busy_account, crash, drop, fresh_ur
 from bench.memory import PeakSampler
 from bench.report import Phases
 from bench.step import instants, percentile
-from ledger.domain.account import account_key
-from ledger.domain.platform import PLATFORM_ID
+from ledger.domain import ids
+
 
 ROOT = Path(__file__).resolve().parent.parent
 ASOF_ACCOUNT = "asof"
@@ -150,7 +150,7 @@ class StoreRun:
             with self.phase(f"scale: {n:,} indebted accounts", "setup") as progress:
                 app = open_app(url)
                 indebted_accounts(app, n, progress=progress)
-                due = [account_key(a) for a in sorted(app.find("interest/due").accounts)]
+                due = [ids.account(a) for a in sorted(app.find(ids.INTEREST_DUE).accounts)]
                 raw = RawDB.of(app, url)
                 app.close()
             try:
@@ -176,9 +176,9 @@ class StoreRun:
                 indebted_accounts(app, n, breach_every_100th, progress)
                 busy_account(app, ASOF_ACCOUNT, events)
                 crash(app)
-                due = [account_key(a) for a in sorted(app.find("interest/due").accounts)]
-                swept = [account_key(a) for a in candidates(app)]
-                shared = [PLATFORM_ID] + [f"pool/{c}" for c in sorted(app.platform().currencies)]  # read by as-of
+                due = [ids.account(a) for a in sorted(app.find(ids.INTEREST_DUE).accounts)]
+                swept = [ids.account(a) for a in candidates(app)]
+                shared = [ids.PLATFORM] + [ids.pool(c) for c in sorted(app.platform().currencies)]  # read by as-of
                 raw = RawDB.of(app, url)
                 app.close()
             try:
@@ -232,7 +232,7 @@ class StoreRun:
         with self.phase(f"as-of: {sizes.asof_queries} queries on an account with {sizes.asof_events:,} events", "timed"):
             asof = self.steps(url, "asof", account=ASOF_ACCOUNT, events=sizes.asof_events, queries=sizes.asof_queries)["asof"]
         with self.phase("as-of: baseline", "baseline"):
-            reads = [combine(raw.read_at(account_key(ASOF_ACCOUNT), int(offset) + 1), raw.read_keys(shared))
+            reads = [combine(raw.read_at(ids.account(ASOF_ACCOUNT), int(offset) + 1), raw.read_keys(shared))
                      for offset in instants(sizes.asof_events, sizes.asof_queries)]  # version v is at START + v - 1 s
             times = sorted(r["seconds"] for r in reads)
             rows = sum(p["rows_read"] for r in reads for p in r["parts"]) / len(reads)

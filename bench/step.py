@@ -29,7 +29,7 @@ from typing import Any, Callable
 from bench.common import INTEREST_AT, START, SWEEP_AT, open_app
 from bench.memory import peak_rss_mb
 from ledger.service.app import LedgerApp
-from ledger.domain.account import account_key
+from ledger.domain import ids
 from ledger.adapters.store import persistence_env
 from ledger.read.views import account_view
 
@@ -37,7 +37,7 @@ from ledger.read.views import account_view
 def interest(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
     from workers.interest import run_interest
 
-    due = app.find("interest/due")
+    due = app.find(ids.INTEREST_DUE)
     expected = len(due.accounts) if due else 0
     started = time.perf_counter()
     run = run_interest(app, INTEREST_AT)
@@ -98,7 +98,7 @@ def instants(events: int, queries: int, seed: int = 11) -> list[float]:
 
 
 def asof(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
-    key, times = account_key(args.account), []
+    key, times = ids.account(args.account), []
     for offset in instants(args.events, args.queries):
         at = START + timedelta(seconds=offset)
         started = time.perf_counter()

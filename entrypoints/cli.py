@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 import typer
 from typer.core import TyperGroup
 
+from ledger.domain import ids
 from ledger.service import jsonlines
 from ledger.domain.errors import LedgerError
 from ledger.service.jsonlines import MAX_LINE_BYTES
@@ -359,7 +360,7 @@ def account_show(
     at = parse_time(as_of, "--as-of")
     with opened(read_only=True) as app:
         try:
-            acct = app.state_at(f"account/{account}", at) if at else app.account(account)
+            acct = app.state_at(ids.account(account), at) if at else app.account(account)
             if acct is None:
                 raise LedgerError("unknown_account", f"no account {account} at {as_of}")
         except LedgerError as error:
@@ -436,7 +437,7 @@ def history(
             fail(error.message, 1)
     rows = []
     for e in events:
-        row = event_dict(f"account/{account}", e)
+        row = event_dict(ids.account(account), e)
         row.pop("account", None)
         at = e.at
         if (start and at < start) or (end and at > end) or (type_ and row["type"] != type_):
@@ -786,7 +787,7 @@ def audit_replay(
         platform = app.platform_at(at)
         views = []
         for account in app.account_ids():
-            acct = app.state_at(f"account/{account}", at)
+            acct = app.state_at(ids.account(account), at)
             if acct is not None:
                 views.append(account_view(acct, platform, lambda c: app.platform_owed(c, at)))
     if as_json:

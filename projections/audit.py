@@ -19,13 +19,14 @@ from typing import Any, Callable, Iterator
 
 import orjson
 
-from ledger.domain.account import Account, account_key
+from ledger.domain.account import Account
+from ledger.domain import ids
 from ledger.service.app import LedgerApp
 from ledger.domain.base import replay
 from ledger.domain.interest import hourly_rate
 from ledger.domain.money import round_up
 from ledger.domain.postings import postings, unbalanced
-from ledger.domain.platform import PLATFORM_ID
+
 from projections import eventlog
 from projections.sql import ViewDatabase
 from stores import chain
@@ -185,7 +186,7 @@ def verify(app: LedgerApp, db: ViewDatabase, expected_digest: str | None = None,
 def keeps_time(aggregate: str) -> bool:
     """T1: an account's and the platform's events never go back in time.  The indexes (pools,
     account sets, run logs, ...) gather the facts of many accounts and runs, in commit order."""
-    return aggregate == PLATFORM_ID or aggregate.startswith(account_key(""))
+    return aggregate == ids.PLATFORM or aggregate.startswith(ids.account(""))
 
 
 def event_at(app: LedgerApp, state: Any) -> datetime | None:
@@ -222,7 +223,7 @@ def check_aggregates(result: Verification, app: LedgerApp, db: ViewDatabase) -> 
             result.find("version", f"{aggregate} {what}: versions are not contiguous from 1 (event {position})",
                         aggregate=aggregate, position=position)
         expected = version + 1
-        if not keeps_time(aggregate) or (aggregate == PLATFORM_ID and version == 1):
+        if not keeps_time(aggregate) or (aggregate == ids.PLATFORM and version == 1):
             continue
         at = event_at(app, state)
         if at is None:
@@ -253,7 +254,7 @@ def check_interest(result: Verification, n: Any, event: Any, states: dict[str, A
     for name, value in expected.items():
         if getattr(event, name) != value:
             result.find("interest", f"event {n.id}: {name} is {getattr(event, name)}, history gives {value}",
-                        position=n.id, account=n.originator_id.removeprefix("account/"))
+                        position=n.id, account=ids.account_name(n.originator_id))
 
 
 def check_books(result: Verification, books: dict[tuple[str, str], Decimal], states: dict[str, Any]) -> None:
@@ -276,7 +277,7 @@ def check_books(result: Verification, books: dict[tuple[str, str], Decimal], sta
                     result.find("double_entry", f"{agg.account} {currency}: liability book differs from the account")
                 owed_total[currency] = owed_total.get(currency, Decimal(0)) + agg.liability(currency)
     for key, agg in states.items():
-        if key.startswith("pool/") and agg.outstanding != owed_total.get(agg.currency, Decimal(0)):
+        if key.startswith(ids.POOL_PREFIX) and agg.outstanding != owed_total.get(agg.currency, Decimal(0)):
             result.find("double_entry", f"pool {agg.currency} says {agg.outstanding}, accounts owe {owed_total.get(agg.currency, 0)}")
 
 
@@ -338,7 +339,7 @@ def check_views(result: Verification, views: ViewRows, states: dict[str, Any]) -
     for key in sorted(set(views.balances) | set(accounts)):  # rows no account has must be zero too
         if views.balances.get(key, zero) != accounts.get(key, zero):
             result.find("read_model", f"view_balances {key[0]} {key[1]} differs from the account")
-    pools = {agg.currency: agg.outstanding for key, agg in states.items() if key.startswith("pool/")}
+    pools = {agg.currency: agg.outstanding for key, agg in states.items() if key.startswith(ids.POOL_PREFIX)}
     for currency in sorted(set(views.totals) | set(pools)):
         if views.totals.get(currency, Decimal(0)) != pools.get(currency, Decimal(0)):
             result.find("read_model", f"view_platform_totals {currency} differs from the lending pool")

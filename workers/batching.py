@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
-from ledger.domain.account import account_key
+from ledger.domain import ids
 from ledger.service.app import LedgerApp
 from ledger.service.unit_of_work import UnitOfWork
 from workers.gc_tuning import fewer_collections
@@ -34,7 +34,7 @@ class Batches:
                 self.complete = False
                 return
             batch = self.accounts[start:start + self.size]
-            results = self.app.transact(batch, self.step, [account_key(a) for a in batch])
+            results = self.app.transact(batch, self.step, [ids.account(a) for a in batch])
             for account, result in zip(batch, results):
                 # a batch the store kept refusing answers ``conflict`` for each account
                 yield result if result["ok"] or "account" in result else {**result, "account": account}

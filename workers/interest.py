@@ -14,10 +14,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable
 
+from ledger.domain import ids
 from ledger.service.app import LedgerApp
 from ledger.domain.errors import LedgerError
 from ledger.domain.indexes import RunLog
-from ledger.domain.interest import Charge, charge_hours, floor_hour
+from ledger.domain.interest import Charge, charge_hours
+from ledger.domain.times import floor_hour
 from ledger.domain.platform import Platform
 from ledger.service.unit_of_work import UnitOfWork
 from workers.batching import Batches
@@ -49,7 +51,7 @@ def run_interest(
     ``stop`` is asked between batches: a stopped run leaves whole batches saved or not at
     all (one transaction each), and the next run charges what this one did not reach."""
     run = InterestRun(run_at)
-    due = app.reading(lambda: app.find("interest/due"))
+    due = app.reading(lambda: app.find(ids.INTEREST_DUE))
     accounts = sorted(due.accounts) if due else []
     platforms: dict[datetime, Platform] = {}
 
@@ -95,7 +97,7 @@ def record_summary(app: LedgerApp, run: InterestRun) -> None:
 
     def step(uow: UnitOfWork, _: Any) -> dict[str, Any]:
         uow.begin(run.at)
-        log = uow.find("runs/interest") or uow.add(RunLog(job="interest"))
+        log = uow.find(ids.run_log("interest")) or uow.add(RunLog(job="interest"))
         log.interest_run_completed(run.at, min(hours) if hours else None, floor_hour(run.at),
                                    len(charged), len(run.charges), run.totals(), run.complete)
         uow.commit()

@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable
 
-from ledger.domain.account import account_key
+from ledger.domain import ids
 from ledger.service.app import LedgerApp
 from ledger.domain.errors import LedgerError
 from ledger.domain.sweep import needs_sweep
@@ -46,10 +46,10 @@ def check(app: LedgerApp, accounts: list[str], run_at: datetime) -> tuple[list[s
     they owe of each currency that has a platform limit (all L2 needs)."""
     platform = app.platform()
     limited = platform.platform_limits
-    loaded = app.repository.get_many([account_key(a) for a in accounts])  # type: ignore[attr-defined]
+    loaded = app.repository.get_many([ids.account(a) for a in accounts])  # type: ignore[attr-defined]
     flagged, owed = [], {}
     for account in accounts:
-        acct = loaded[account_key(account)]
+        acct = loaded[ids.account(account)]
         try:
             acct.check_time(run_at)
             needed = needs_sweep(acct, platform)

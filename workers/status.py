@@ -6,13 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from ledger.domain import ids
 from ledger.service.app import LedgerApp
 from ledger.domain.horizon import FUTURE_ALLOWANCE
-from ledger.domain.interest import floor_hour
-from ledger.domain.times import rfc3339
-from workers.sweep import floor_mark
+from ledger.domain.times import floor_hour, floor_mark, rfc3339
 
-SWEEP_EVERY = timedelta(minutes=5)
 GRACE = timedelta(minutes=2)  # a run still under way at the top of the hour (or mark) is not late
 RECENT_EVENTS = 5_000  # the newest events of the log whose instants are checked
 FUTURE_SHOWN = 10  # aggregates named in the future list; the rest are counted
@@ -20,9 +18,9 @@ FUTURE_SHOWN = 10  # aggregates named in the future list; the rest are counted
 
 def job_status(app: LedgerApp, now: datetime, allowance: timedelta = FUTURE_ALLOWANCE,
                grace: timedelta = GRACE) -> dict[str, Any]:
-    interest = app.find("runs/interest")
-    due = app.find("interest/due")
-    sweep = app.find("runs/sweep")
+    interest = app.find(ids.run_log("interest"))
+    due = app.find(ids.INTEREST_DUE)
+    sweep = app.find(ids.run_log("sweep"))
     last_hour = interest.last_hour if interest else None
     last_mark = getattr(sweep, "last_mark", None)
     indebted = len(due.accounts) if due else 0
@@ -40,7 +38,7 @@ def job_status(app: LedgerApp, now: datetime, allowance: timedelta = FUTURE_ALLO
     future = future_instants(app, now + allowance, {
         "interest: last hour charged": last_hour,
         "interest: last run": interest.last_run_at if interest else None,
-        "interest: hours closed through": getattr(app.find("interest/clock"), "closed_until", None),
+        "interest: hours closed through": getattr(app.find(ids.INTEREST_CLOCK), "closed_until", None),
         "sweep: last mark": last_mark,
         "sweep: last run": sweep.last_run_at if sweep else None,
         "platform: last change": app.platform().last_at,
@@ -73,7 +71,7 @@ def future_instants(app: LedgerApp, limit: datetime, clocks: dict[str, datetime 
     after = f"later than {rfc3339(limit)} (now + the allowance)"
     found = [f"{name} {rfc3339(at)} is {after}" for name, at in clocks.items()
              if at is not None and at.year > 1 and at > limit]
-    named = {"platform", "runs/interest", "runs/sweep", "interest/clock"}  # their clocks are above
+    named = {ids.PLATFORM, ids.run_log("interest"), ids.run_log("sweep"), ids.INTEREST_CLOCK}  # their clocks are above
     latest: dict[str, datetime] = {}
     head = app.recorder.max_notification_id() or 0
     start = max(1, head - RECENT_EVENTS + 1)

@@ -15,26 +15,22 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable
 
+from ledger.domain import ids
 from ledger.service.app import LedgerApp
 from ledger.domain.errors import LedgerError
 from ledger.domain.indexes import RunLog
 from ledger.domain.platform import QUOTE
+from ledger.domain.times import floor_mark
 from ledger.domain.sweep import Actions, platform_excess, sweep_account
 from ledger.service.unit_of_work import UnitOfWork
 from workers.batching import Batches
 from workers.screen import screen
 
-EVERY = timedelta(minutes=5)
 BATCH_ACCOUNTS = int(os.environ.get("LEDGER_SWEEP_BATCH_ACCOUNTS", "500"))  # accounts per transaction
-
-
-def floor_mark(at: datetime) -> datetime:
-    """The last 5-minute mark at or before ``at``."""
-    return at.replace(minute=at.minute - at.minute % 5, second=0, microsecond=0)
 
 
 @dataclass
@@ -49,7 +45,7 @@ class SweepRun:
 
 
 def candidates(app: LedgerApp) -> list[str]:
-    names = {"interest/due", "risk/alerted"} | {f"holders/{c}-{QUOTE}" for c in app.platform().currencies if c != QUOTE}
+    names = {ids.INTEREST_DUE, ids.RISK_ALERTED} | {ids.holders(f"{c}-{QUOTE}") for c in app.platform().currencies if c != QUOTE}
     found: set[str] = set()
     for name in names:
         index = app.find(name)
@@ -65,7 +61,7 @@ def run_sweep(
 ) -> SweepRun:
     """Sweep the last 5-minute mark ≤ run_at; events carry at = run_at."""
     run = SweepRun(run_at, floor_mark(run_at))
-    log = app.reading(lambda: app.find("runs/sweep"))
+    log = app.reading(lambda: app.find(ids.run_log("sweep")))
     if log is not None and log.last_mark is not None and log.last_mark >= run.mark:
         run.already_swept = True
         return run
@@ -135,7 +131,7 @@ def record_summary(app: LedgerApp, run: SweepRun) -> None:
 
     def step(uow: UnitOfWork, _: Any) -> dict[str, Any]:
         uow.begin(run.at)
-        log = uow.find("runs/sweep") or uow.add(RunLog(job="sweep"))
+        log = uow.find(ids.run_log("sweep")) or uow.add(RunLog(job="sweep"))
         if log.last_mark is None or log.last_mark < run.mark:  # type: ignore[attr-defined]
             log.sweep_completed(run.at, run.mark, run.accounts, kinds)  # type: ignore[attr-defined]
         uow.commit()

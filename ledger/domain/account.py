@@ -13,14 +13,15 @@ from typing import Any
 
 from eventsourcing.domain import event
 
+from ledger.domain import ids
 from ledger.domain.base import LedgerAggregate
 from ledger.domain.errors import LedgerError
 from ledger.domain.margin import Margin, MarginState, Position, base_of, margin, total_upl
 from ledger.domain.money import ZERO, fmt, round_down, round_up
 from ledger.domain.platform import QUOTE, Platform
+from ledger.domain.times import HOUR, ceil_hour
 
 CLASSIC, UNIFIED = "classic", "unified"
-HOUR = timedelta(hours=1)
 
 
 def opening_qty(position_qty: Decimal, side: str, qty: Decimal) -> Decimal:
@@ -30,22 +31,14 @@ def opening_qty(position_qty: Decimal, side: str, qty: Decimal) -> Decimal:
     return max(ZERO, abs(position_qty + delta) - abs(position_qty))
 
 
-def ceil_hour(at: datetime) -> datetime:
-    """The first top of an hour at or after ``at`` (an event at exactly H counts for H)."""
-    floor = at.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == at else floor + HOUR
 WALLETS = {CLASSIC: ("spot", "futures"), UNIFIED: ("unified",)}
 TRADING_WALLET = {CLASSIC: "spot", UNIFIED: "unified"}
-
-
-def account_key(account: str) -> str:
-    return f"account/{account}"
 
 
 class Account(LedgerAggregate):
     @staticmethod
     def create_id(account: str, **_: Any) -> str:
-        return account_key(account)
+        return ids.account(account)
 
     @event("AccountOpened")
     def __init__(self, account: str, parent: str | None, vip_level: int, at: datetime) -> None:

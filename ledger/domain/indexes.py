@@ -19,6 +19,7 @@ from typing import Any
 
 from eventsourcing.domain import event
 
+from ledger.domain import ids
 from ledger.domain.base import LedgerAggregate
 from ledger.domain.errors import StaleRead
 from ledger.domain.money import ZERO
@@ -27,7 +28,7 @@ from ledger.domain.money import ZERO
 class LendingPool(LedgerAggregate):
     @staticmethod
     def create_id(currency: str, **_: Any) -> str:
-        return f"pool/{currency}"
+        return ids.pool(currency)
 
     @event("LendingPoolOpened")
     def __init__(self, currency: str) -> None:
@@ -109,7 +110,7 @@ class InterestClock(LedgerAggregate):
 
     @staticmethod
     def create_id(**_: Any) -> str:
-        return "interest/clock"
+        return ids.INTEREST_CLOCK
 
     @event("InterestClockOpened")
     def __init__(self) -> None:
@@ -123,7 +124,7 @@ class InterestClock(LedgerAggregate):
 class ApiKeyIndex(LedgerAggregate):
     @staticmethod
     def create_id(key_id: str, **_: Any) -> str:
-        return f"apikey/{key_id}"
+        return ids.api_key(key_id)
 
     @event("ApiKeyRegistered")
     def __init__(self, key_id: str, account: str, at: datetime) -> None:
@@ -134,7 +135,7 @@ class ApiKeyIndex(LedgerAggregate):
 class CommandRecord(LedgerAggregate):
     @staticmethod
     def create_id(command_id: str, **_: Any) -> str:
-        return f"command/{command_id}"
+        return ids.command(command_id)
 
     @event("CommandAccepted")
     def __init__(self, command_id: str, digest: str, result: list[dict[str, Any]], at: datetime) -> None:
@@ -149,7 +150,7 @@ class RunLog(LedgerAggregate):
 
     @staticmethod
     def create_id(job: str, **_: Any) -> str:
-        return f"runs/{job}"
+        return ids.run_log(job)
 
     @event("RunLogOpened")
     def __init__(self, job: str) -> None:

@@ -12,15 +12,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Callable
 
-from ledger.domain.account import HOUR, Account, ceil_hour
+from ledger.domain.account import Account
 from ledger.domain.money import ZERO, round_down, round_up
 from ledger.domain.platform import Platform
+from ledger.domain.times import HOUR, ceil_hour, floor_hour
 
 MAX_HOURS_PER_RUN = 24 * 366  # a bound on catch-up work for one account and currency
-
-
-def floor_hour(at: datetime) -> datetime:
-    return at.replace(minute=0, second=0, microsecond=0)
 
 
 def hourly_rate(platform: Platform, currency: str, vip_level: int) -> Decimal:

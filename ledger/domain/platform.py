@@ -11,11 +11,11 @@ from typing import Any
 
 from eventsourcing.domain import event
 
+from ledger.domain import ids
 from ledger.domain.base import LedgerAggregate
 from ledger.domain.errors import LedgerError
 from ledger.domain.money import ONE, ZERO, decimal_places, fmt
 
-PLATFORM_ID = "platform"
 QUOTE = "USDT"  # W1: the quote currency, price 1
 D = Decimal
 
@@ -48,7 +48,7 @@ class Platform(LedgerAggregate):
 
     @staticmethod
     def create_id(**_: Any) -> str:
-        return PLATFORM_ID
+        return ids.PLATFORM
 
     @event("PlatformInitialised")
     def __init__(self, parameters: dict[str, Any], at: datetime) -> None:

@@ -3,7 +3,26 @@
 they are given."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+HOUR = timedelta(hours=1)  # I1: interest accrues per whole hour
+MARK = timedelta(minutes=5)  # L1-L4: the sweep runs at every 5-minute mark
+
+
+def floor_hour(at: datetime) -> datetime:
+    """The last top of an hour at or before ``at``."""
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(at: datetime) -> datetime:
+    """The first top of an hour at or after ``at`` (an event at exactly H counts for H)."""
+    floor = floor_hour(at)
+    return floor if floor == at else floor + HOUR
+
+
+def floor_mark(at: datetime) -> datetime:
+    """The last 5-minute mark at or before ``at``."""
+    return at.replace(minute=at.minute - at.minute % 5, second=0, microsecond=0)
 
 
 def rfc3339(at: datetime) -> str:

@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from ledger.domain import ids
 from ledger.domain.base import LedgerAggregate, LedgerEvent, event_fields, event_name
 from ledger.domain.money import fmt
 from ledger.domain.times import rfc3339
@@ -35,7 +36,7 @@ def event_dict(agg_id: str, event: LedgerEvent) -> dict[str, Any]:
     return out
 
 
-PUBLIC_AGGREGATES = ("account/", "platform")
+PUBLIC_AGGREGATES = (ids.ACCOUNT_PREFIX, ids.PLATFORM)
 
 
 def result_events(pairs: list[tuple[LedgerAggregate, LedgerEvent]]) -> list[dict[str, Any]]:

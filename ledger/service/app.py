@@ -22,7 +22,8 @@ from typing import Any, Callable, Mapping
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import IntegrityError, InternalError
 
-from ledger.domain.account import Account, account_key
+from ledger.domain.account import Account
+from ledger.domain import ids
 from ledger.domain.base import replay
 from ledger.service.cache import AggregateCache
 from ledger.domain.commands import Command, parse_command
@@ -30,7 +31,7 @@ from ledger.domain.errors import LedgerError
 from ledger.service.handlers import execute
 from ledger.domain.horizon import FUTURE_ALLOWANCE, check_not_future
 from ledger.domain.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog, pool_change
-from ledger.domain.platform import PLATFORM_ID, Platform, default_parameters
+from ledger.domain.platform import Platform, default_parameters
 from ledger.read.render import result_events
 from ledger.adapters.retry import Failures, RetryPolicy, StoreUnavailable, classify, describe
 from ledger.service.topics import register as register_moved_topics
@@ -82,9 +83,9 @@ def referenced(commands: list[Command | LedgerError]) -> list[str]:
             for name in ACCOUNT_FIELDS:
                 value = getattr(cmd, name, None)
                 if value:
-                    keys[account_key(value)] = None
+                    keys[ids.account(value)] = None
             if cmd.command_id is not None:
-                keys[f"command/{cmd.command_id}"] = None
+                keys[ids.command(cmd.command_id)] = None
     return list(keys)
 
 
@@ -102,15 +103,15 @@ class LedgerRepository(Repository[str]):
         kwargs.setdefault("projector_func", replay)
         return super().get(aggregate_id, **kwargs)
 
-    def get_many(self, ids: list[str]) -> dict[str, Any]:
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
         """Each id's aggregate, or None where it has no events.  A store from ``stores/``
         reads hundreds of aggregates in one query; any other loads them one by one."""
         select_many = getattr(self.event_store.recorder, "select_many", None)
         if select_many is None or self.snapshot_store is None:
-            return {i: self._get_or_none(i) for i in ids}
-        stored = select_many(ids)
+            return {i: self._get_or_none(i) for i in keys}
+        stored = select_many(keys)
         to_event = self.event_store.mapper.to_domain_event
-        return {i: replay(None, map(to_event, stored[i])) if i in stored else None for i in ids}
+        return {i: replay(None, map(to_event, stored[i])) if i in stored else None for i in keys}
 
     def _get_or_none(self, aggregate_id: str) -> Any:
         try:
@@ -336,13 +337,13 @@ class LedgerApp(Application[str]):
     # --- queries -----------------------------------------------------------------------------
     def account(self, account: str) -> Account:
         try:
-            return self.repository.get(account_key(account))  # type: ignore[return-value]
+            return self.repository.get(ids.account(account))  # type: ignore[return-value]
         except AggregateNotFoundError:
             raise LedgerError("unknown_account", f"no account {account}") from None
 
     def platform(self) -> Platform:
         try:
-            return self.repository.get(PLATFORM_ID)  # type: ignore[return-value]
+            return self.repository.get(ids.PLATFORM)  # type: ignore[return-value]
         except AggregateNotFoundError:
             return Platform(parameters=default_parameters(), at=datetime.min)
 
@@ -355,16 +356,16 @@ class LedgerApp(Application[str]):
     def account_ids(self) -> list[str]:
         """Every account, from the notification log's AccountOpened events."""
         topics = stored_topics(Account.AccountOpened)  # ledger.service.topics: old stores too
-        ids, start = [], 1
+        names, start = [], 1
         while True:
             page = self.recorder.select_notifications(start=start, limit=1000, topics=topics)
-            ids.extend(n.originator_id.removeprefix("account/") for n in page)
+            names.extend(ids.account_name(n.originator_id) for n in page)
             if len(page) < 1000:
-                return sorted(ids)
+                return sorted(names)
             start = page[-1].id + 1
 
     def history(self, account: str) -> list[Any]:
-        key = account_key(account)
+        key = ids.account(account)
         self.account(account)
         return list(self.events.get(key))
 
@@ -403,12 +404,12 @@ class LedgerApp(Application[str]):
         return None
 
     def platform_at(self, at: datetime | None) -> Platform:
-        found = self.state_at(PLATFORM_ID, at) if at else self.find(PLATFORM_ID)
+        found = self.state_at(ids.PLATFORM, at) if at else self.find(ids.PLATFORM)
         return found or Platform(parameters=default_parameters(), at=datetime.min)
 
     def platform_owed(self, currency: str, at: datetime | None = None) -> Any:
         """What all accounts owe of ``currency`` (B2), now or at ``at``."""
-        pool = f"pool/{currency}"
+        pool = ids.pool(currency)
         if at is None:
             found = self.find(pool)
             return found.outstanding if found else 0

@@ -14,12 +14,13 @@ from typing import Any, Callable, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Repository
 
-from ledger.domain.account import Account, account_key
+from ledger.domain.account import Account
+from ledger.domain import ids
 from ledger.domain.base import LedgerAggregate
 from ledger.domain.errors import LedgerError
 from ledger.domain.indexes import AccountSet, ApiKeyIndex, CommandRecord, InterestClock, LendingPool
 from ledger.domain.margin import base_of
-from ledger.domain.platform import PLATFORM_ID, Platform, default_parameters
+from ledger.domain.platform import Platform, default_parameters
 
 A = TypeVar("A", bound=LedgerAggregate)
 MAX_AGGREGATES_PER_BATCH = 50_000  # a bound on what one transaction may hold in memory
@@ -71,7 +72,7 @@ class UnitOfWork:
         return agg
 
     def find_account(self, account: str) -> Account | None:
-        return self.find(account_key(account))  # type: ignore[return-value]
+        return self.find(ids.account(account))  # type: ignore[return-value]
 
     def account(self, account: str) -> Account:
         found = self.find_account(account)
@@ -81,7 +82,7 @@ class UnitOfWork:
 
     @property
     def platform(self) -> Platform:
-        found = self.find(PLATFORM_ID)
+        found = self.find(ids.PLATFORM)
         if found is None:
             assert self.at is not None
             found = self.add(Platform(parameters=default_parameters(), at=self.at))
@@ -92,7 +93,7 @@ class UnitOfWork:
         return found if found is not None else self.add(make())  # type: ignore[return-value]
 
     def pool(self, currency: str) -> LendingPool:
-        return self._index(f"pool/{currency}", lambda: LendingPool(currency=currency))
+        return self._index(ids.pool(currency), lambda: LendingPool(currency=currency))
 
     def platform_owed(self, currency: str) -> Decimal:
         """B2, L2: what all accounts owe of ``currency``, this batch's accepted commands included."""
@@ -102,16 +103,16 @@ class UnitOfWork:
         return self._index(name, lambda: AccountSet(name=name))
 
     def holders(self, symbol: str) -> AccountSet:
-        return self.account_set(f"holders/{symbol}")
+        return self.account_set(ids.holders(symbol))
 
     def interest_clock(self) -> InterestClock:
-        return self._index("interest/clock", InterestClock)
+        return self._index(ids.INTEREST_CLOCK, InterestClock)
 
     def api_key(self, key_id: str) -> ApiKeyIndex | None:
-        return self.find(f"apikey/{key_id}")  # type: ignore[return-value]
+        return self.find(ids.api_key(key_id))  # type: ignore[return-value]
 
     def command_record(self, command_id: str) -> CommandRecord | None:
-        return self.find(f"command/{command_id}")  # type: ignore[return-value]
+        return self.find(ids.command(command_id))  # type: ignore[return-value]
 
     # --- one command at a time ---------------------------------------------------------------
     def begin(self, at: datetime) -> None:
@@ -140,8 +141,8 @@ class UnitOfWork:
                 self.holders(symbol).add(acct.account, self.at)
             for symbol in sorted(symbols - now):
                 self.holders(symbol).remove(acct.account, self.at)
-            self._membership("interest/due", acct.account, was_due, bool(acct.interest_due))
-            self._membership("risk/alerted", acct.account, was_alerted, acct.alerted)
+            self._membership(ids.INTEREST_DUE, acct.account, was_due, bool(acct.interest_due))
+            self._membership(ids.RISK_ALERTED, acct.account, was_alerted, acct.alerted)
         events = []
         for key, mark in self._marks.items():
             agg = self.loaded[key]
