@@ -38,3 +38,83 @@ def test_no_float_near_money() -> None:
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                     assert node.func.id != "float", f"{path.name} calls float()"
+
+
+# --- the floors (docs/architecture.md) ----------------------------------------------------------
+# Of the project's own packages, what each floor may import.  A floor lower in the list never
+# imports one higher up; entrypoints/ (the edge, the composition root) may import anything.
+FLOORS: dict[str, set[str]] = {
+    "ledger.domain": {"ledger.domain"},
+    "ledger.read": {"ledger.domain", "ledger.read"},
+    "ledger.adapters": {"ledger.domain", "ledger.adapters"},
+    "ledger.service": {"ledger.domain", "ledger.read", "ledger.adapters", "ledger.service"},
+    "stores": {"stores"},
+    "projections": {"ledger", "stores", "projections"},
+    "workers": {"ledger", "projections", "workers"},
+}
+OWN = ("ledger", "stores", "projections", "workers", "entrypoints", "bench")
+# The domain is pure: of the world outside it may use only these (no I/O, no clock, no
+# threads, no environment, no storage).
+DOMAIN_MAY_USE = {"__future__", "typing", "decimal", "datetime", "dataclasses", "re", "functools",
+                  "enum", "collections", "itertools", "math", "abc", "eventsourcing.domain",
+                  "eventsourcing.utils", "pydantic"}
+
+
+def imports_of(path: Path) -> list[str]:
+    """Every module ``path`` imports, at any depth (lazy imports inside functions too)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.extend(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return names
+
+
+def floor_of(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:2]) if parts[0] == "ledger" and len(parts) > 2 else parts[0]
+
+
+def within(name: str, allowed: set[str]) -> bool:
+    return any(name == a or name.startswith(a + ".") for a in allowed)
+
+
+def test_each_floor_imports_only_the_floors_below_it() -> None:
+    for floor, allowed in FLOORS.items():
+        folder = ROOT.joinpath(*floor.split("."))
+        files = sorted(folder.rglob("*.py"))
+        assert files, f"no floor {floor}"
+        for path in files:
+            for name in imports_of(path):
+                if name.split(".")[0] in OWN:
+                    assert within(name, allowed), f"{path.relative_to(ROOT)} ({floor}) imports {name}"
+
+
+def test_every_module_of_ledger_lives_on_a_floor() -> None:
+    """No module left at the top of ledger/: each says its trade by its folder."""
+    loose = [p.name for p in (ROOT / "ledger").glob("*.py") if p.name != "__init__.py"]
+    assert loose == []
+    assert {p.name for p in (ROOT / "ledger").iterdir() if p.is_dir() and p.name != "__pycache__"} == \
+        {f.split(".")[1] for f in FLOORS if f.startswith("ledger.")}
+
+
+def test_the_domain_uses_nothing_of_the_world_outside() -> None:
+    for path in sorted((ROOT / "ledger" / "domain").rglob("*.py")):
+        for name in imports_of(path):
+            if name.split(".")[0] not in OWN:
+                assert within(name, DOMAIN_MAY_USE), f"{path.name} imports {name}"
+
+
+def test_aggregate_ids_are_spelled_in_one_place() -> None:
+    """ledger.domain.ids spells every aggregate id; no other module writes one as a literal."""
+    spelled = ("account/", "pool/", "holders/", "apikey/", "command/", "runs/", "interest/due",
+               "interest/clock", "risk/alerted")
+    for package in ("ledger", "workers", "projections", "entrypoints", "bench"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == ROOT / "ledger" / "domain" / "ids.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                        node.value.startswith(spelled) and " " not in node.value:
+                    raise AssertionError(f"{path.relative_to(ROOT)} spells the id {node.value!r}")
