@@ -1,18 +1,21 @@
 """`ledger demo`: a guided tour of the ledger on a fresh SQLite file.
 
 Each step applies real commands through the application and prints what the ledger
-answered, then the account as `ledger account show` would.
+answered, then the account as `ledger account show` would.  The store, the jobs and the read
+models come from the command line's session (entrypoints.session) on the demo's own store.
 """
 from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
 
+from entrypoints.people import account as print_account
 from entrypoints.people import heading
+from entrypoints.session import Session
 from ledger.service.app import LedgerApp
 from ledger.domain.base import event_fields
 from ledger.domain.money import fmt
@@ -90,10 +93,9 @@ STEPS: list[tuple[str, list[dict[str, Any]], list[str]]] = [
 INTEREST_AT = START + timedelta(hours=1, minutes=5)
 
 
-def interest_step(app: LedgerApp, out: Console) -> None:
+def interest_step(session: Session, app: LedgerApp, out: Console) -> None:
     """The hourly run at 10:05 charges the top of 10:00 (I1-I4)."""
-    from workers.interest import run_interest
-
+    run_interest = session.root.run_interest
     heading(out, f"{len(STEPS) + 1}. An hour later the interest worker charges 10:00 UTC: 0.01 % of each USDT liability, the bot's UPL-generated part within the 2,000 allowance is free (I1-I4)")
     run = run_interest(app, INTEREST_AT)
     for c in run.charges:
@@ -107,16 +109,14 @@ def interest_step(app: LedgerApp, out: Console) -> None:
 CRASH_AT = START + timedelta(hours=1, minutes=10)
 
 
-def crash_step(app: LedgerApp, out: Console) -> None:
+def crash_step(session: Session, app: LedgerApp, out: Console) -> None:
     """A price crash, then the 5-minute sweep liquidates what it must (L3)."""
-    from entrypoints.cli import print_account
-    from workers.sweep import run_sweep
-
+    run_sweep = session.root.run_sweep
     heading(out, f"{len(STEPS) + 2}. BTC crashes to 45,000; the 10:10 sweep liquidates the bot: its long is closed at mark and what its assets cannot cover goes to the insurance fund (L3)")
     crash = {"type": "set_price", "currency": "BTC", "price": "45000", "at": CRASH_AT.isoformat()}
     for e in app.apply([crash], wall_clock)[0]["events"]:
         out.print(f"   [green]✓ {e['type']}[/green] " + ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "at")), highlight=False)
-    print_account(account_view(app.account("alice-bot"), app.platform(), app.platform_owed))
+    print_account(out, account_view(app.account("alice-bot"), app.platform(), app.platform_owed))
     run = run_sweep(app, CRASH_AT)
     for account in sorted({a["account"] for a in run.actions}):
         for e in app.history(account):
@@ -124,31 +124,28 @@ def crash_step(app: LedgerApp, out: Console) -> None:
                 fields = {k: v for k, v in event_fields(e).items() if k != "at"}
                 out.print(f"   [green]✓ {type(e).__name__}[/green] account={account}, "
                           + ", ".join(f"{k}={v}" for k, v in plain(fields).items()), highlight=False)
-    print_account(account_view(app.account("alice-bot"), app.platform(), app.platform_owed))
+    print_account(out, account_view(app.account("alice-bot"), app.platform(), app.platform_owed))
     out.print(f"   the same mark again does nothing: already swept = {run_sweep(app, CRASH_AT).already_swept}", highlight=False)
 
 
-def keep_current(app: LedgerApp, db_url: str, out: Console) -> None:
+def keep_current(session: Session, app: LedgerApp, out: Console) -> None:
     """What the worker does every few seconds: seal the new events into the hash chain and
     build the read models, so that the commands that only read find them current."""
-    from ledger.adapters.store import persistence_env
-    from projections import audit, runner
-    from projections.sql import ViewDatabase
+    from projections import audit
 
-    db = ViewDatabase(persistence_env(db_url))
-    try:
-        sealed, projected = audit.seal(app, db), runner.run(app, db)
-    finally:
-        db.close()
+    with session.views() as db:
+        sealed, projected = audit.seal(app, db), session.root.project(app, db)
     out.print(f"sealed {sealed} events into the hash chain and projected them into the read models", highlight=False)
 
 
-def run(db_url: str, out: Console, opened: Callable[[str], ContextManager[LedgerApp]]) -> None:
+def run(session: Session, out: Console) -> None:
+    """The tour on ``session``'s store, which it first removes (a SQLite file)."""
+    db_url = session.db_url
     path = db_url.removeprefix("sqlite:///")
     if db_url.startswith("sqlite:///") and os.path.exists(path):
         os.remove(path)
     out.print(Panel.fit("Unified Trading Account ledger: a guided tour\nEvery step below is a JSON command applied through `ledger apply`; every line it prints is an event stored in the append-only log.", style="bold"))
-    with opened(db_url) as app:
+    with session.opened() as app:
         for number, (title, commands, shown) in enumerate(STEPS, 1):
             heading(out, f"{number}. {title}")
             for command, result in zip(commands, app.apply(commands, wall_clock)):
@@ -161,12 +158,10 @@ def run(db_url: str, out: Console, opened: Callable[[str], ContextManager[Ledger
                 else:
                     out.print(f"   [red]✗ {result['error']['code']}[/red]: {result['error']['message']}", highlight=False)
             for account in shown:
-                from entrypoints.cli import print_account
-
-                print_account(account_view(app.account(account), app.platform(), app.platform_owed))
-        interest_step(app, out)
-        crash_step(app, out)
-        keep_current(app, db_url, out)
+                print_account(out, account_view(app.account(account), app.platform(), app.platform_owed))
+        interest_step(session, app, out)
+        crash_step(session, app, out)
+        keep_current(session, app, out)
     out.rule()
     out.print(f"The store is kept at {path}. Explore it:\n"
               f"  ledger --db {db_url} account show alice\n"

@@ -4,7 +4,8 @@ A table prints as a table when its natural width fits the console, or else witho
 vertical lines if that fits.  When neither does, each row prints as a block of "column
 value" lines instead, so no cell is ever folded or cut to "11013.1…".  On a terminal the console is the terminal's width (or $COLUMNS); piped, it is
 WIDE columns unless $COLUMNS says otherwise, and a line longer than that is left whole.
-Rich is imported when something is printed, not when the command line starts.
+Rich is imported when something is printed, not when the command line starts.  Below the
+table mechanics, each command's output for people, drawn from the data of entrypoints.machine.
 """
 from __future__ import annotations
 
@@ -85,3 +86,135 @@ def heading(out: "Console", text: str) -> None:
 
     out.rule()
     out.print(Text(text, style="bold"))
+
+
+# --- each command's output for people (the data: entrypoints.machine) ------------------------------
+def account(out: "Console", view: dict[str, Any]) -> None:
+    """`account show`: the header, balances, positions, open orders and margin."""
+    parent = f", sub-account of {view['parent']}" if view["parent"] else ""
+    out.print(f"[bold]{view['account']}[/bold]  {view['mode']} mode, VIP {view['vip_level']}{parent}")
+    if view["balances"]:
+        show(out, ["currency", "cash", "liability", "upl liability", "available", "equity", "borrowable"],
+             [[c, b["cash"], b["liability"], b["upl_liability"], b["available"], b["equity"], view["borrowable"].get(c, "-")]
+              for c, b in view["balances"].items()])
+    if view["positions"]:
+        show(out, ["symbol", "qty", "entry", "mark", "unrealized P&L"],
+             [[p["symbol"], p["qty"], p["entry_price"], p["mark_price"], p["unrealized_pnl"]] for p in view["positions"]],
+             title="positions")
+    if view["open_orders"]:
+        show(out, ["order", "market", "symbol", "side", "qty", "filled", "price"],
+             [[o["order_id"], o["market"], o["symbol"], o["side"], o["qty"], o["filled_qty"], o["price"]] for o in view["open_orders"]],
+             title="open orders")
+    if view["mode"] == "unified":
+        if "margin_error" in view:
+            out.print(f"margin: unavailable ({view['margin_error']['message']})")
+        else:
+            ratio = view["risk_ratio"] if view["risk_ratio"] is not None else "infinite"
+            flag = "  [red]LIQUIDATABLE[/red]" if view["liquidatable"] else ""
+            out.print(f"adjusted equity {view['adjusted_equity']}  IM {view['initial_margin']}  MM {view['maintenance_margin']}  "
+                      f"risk ratio {ratio}  NAV {view['nav']}{flag}", highlight=False)
+
+
+def replay(out: "Console", shown: dict[str, Any]) -> None:
+    """`audit replay`: each account as `account show` draws it."""
+    for view in shown["accounts"]:
+        account(out, view)
+
+
+def accounts(out: "Console", rows: list[dict[str, Any]]) -> None:
+    """`account list`."""
+    show(out, ["account", "parent", "mode", "VIP", "cash", "liabilities", "NAV", "risk ratio"],
+         [[r["account"], r["parent"], r["mode"], r["vip_level"], ", ".join(f"{v} {c}" for c, v in r["cash"].items()),
+           ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"], r["risk_ratio"]] for r in rows])
+
+
+def history(out: "Console", rows: list[dict[str, Any]]) -> None:
+    """`history`: one line per event, its fields as key=value."""
+    import json
+
+    show(out, ["seq", "at", "event", "details"],
+         [[r["seq"], r["at"], r["type"], ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                                                   for k, v in r.items() if k not in ("type", "at", "seq"))] for r in rows])
+
+
+def interest_run(out: "Console", shown: dict[str, Any], totals: dict[str, Any]) -> None:
+    """`interest run`: the charges, their totals per currency, the accounts skipped."""
+    from ledger.domain.money import fmt
+
+    charges = shown["charges"]
+    show(out, ["account", "currency", "hour", "liability", "free", "rate", "interest", "paid", "capitalized"],
+         [[c["account"], c["currency"], c["hour"], c["liability"], c["interest_free"], c["rate"], c["interest"], c["paid"],
+           c["capitalized"]] for c in charges])
+    summed = ", ".join(f"{fmt(v)} {c}" for c, v in totals.items()) or "nothing"
+    out.print(f"{len(charges)} charges on {len({c['account'] for c in charges})} accounts at {shown['at']}: {summed}",
+              highlight=False)
+    skipped(out, shown["skipped"])
+
+
+def sweep_run(out: "Console", shown: dict[str, Any], accounts: int) -> None:
+    """`repayment run`: the actions of the mark, or that it was swept already."""
+    if shown["already_swept"]:
+        out.print(f"mark {shown['mark']} was swept already: nothing done")
+        return
+    show(out, ["account", "kind", "details"],
+         [[a["account"], a["kind"], ", ".join(f"{k}={v}" for k, v in a.items() if k not in ("account", "kind"))]
+          for a in shown["actions"]])
+    out.print(f"mark {shown['mark']}: {accounts} accounts examined, {len(shown['actions'])} actions", highlight=False)
+    skipped(out, shown["skipped"])
+
+
+def skipped(out: "Console", accounts: list[dict[str, str]]) -> None:
+    for s in accounts:
+        out.print(f"skipped {s['account']}: {s['message']}", highlight=False)
+
+
+def worker_summary(out: "Console", summary: dict[str, Any]) -> None:
+    runs = ", ".join(f"{job} {n}" for job, n in summary["runs"].items()) or "none"
+    failures = ", ".join(f"{job} {n}" for job, n in summary["failures"].items()) or "none"
+    out.print(f"worker ran from {summary['started']} to {summary['stopped']}: runs {runs}; failures {failures}", highlight=False)
+    if summary["last_failure"]:
+        out.print(f"last failure ({summary['last_failure']['job']}): {summary['last_failure']['error']}", highlight=False)
+
+
+def status(out: "Console", report: dict[str, Any]) -> None:
+    """`status`: the last runs, what is owed, anything overdue or in the future."""
+    interest, sweep = report["interest"], report["sweep"]
+    last = interest["last_hour"] or "never"
+    ran = f" (last run {interest['last_run_at']})" if interest["last_run_at"] else ""
+    if not interest["indebted_accounts"]:
+        owed = "no account owes interest"
+    elif interest["accounts_due"]:
+        owed = f"{interest['accounts_due']} indebted account(s) owe the hour {interest['current_hour']}, not charged yet"
+    else:
+        owed = f"{interest['indebted_accounts']} indebted account(s), charged through the current hour"
+    out.print(f"interest: last hour charged {last}{ran}; {owed}", highlight=False)
+    ran = f" (run at {sweep['last_run_at']})" if sweep["last_run_at"] else ""
+    out.print(f"sweep: last mark swept {sweep['last_mark'] or 'never'}{ran}; current mark {sweep['current_mark']}", highlight=False)
+    for item in report["overdue"]:
+        out.print(f"[red]overdue[/red]: {item}", highlight=False)
+    for item in report["future"]:
+        out.print(f"[red]future[/red]: {item}", highlight=False)
+    if report["ok"]:
+        out.print("nothing overdue, nothing in the future", highlight=False)
+
+
+def view_status(out: "Console", rows: list[dict[str, Any]]) -> None:
+    """`projections status`."""
+    show(out, ["view", "position", "head", "lag"], [[r["view"], r["position"], r["head"], r["lag"]] for r in rows])
+
+
+def report(out: "Console", kind: str, columns: list[str], rows: list[dict[str, Any]], totals: dict[str, Any]) -> None:
+    """`report KIND`: the rows, then each currency's totals."""
+    from ledger.domain.money import fmt
+
+    show(out, columns, [[r[c] for c in columns] for r in rows], title=f"{kind} ({len(rows)} rows)")
+    for currency, sums in totals.items():
+        if sums:
+            out.print(f"total {currency}: " + ", ".join(f"{k} {fmt(v)}" for k, v in sorted(sums.items())))
+
+
+def findings(out: "Console", found: list[dict[str, Any]], checked: int, ok: bool) -> None:
+    """`audit verify`: each finding, then the count."""
+    for finding in found:
+        out.print(f"[red]{finding['kind']}[/red]: {finding['detail']}", highlight=False)
+    out.print(f"{checked} events checked: " + ("no findings" if ok else f"{len(found)} findings"))

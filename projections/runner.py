@@ -12,7 +12,6 @@ PostgreSQL recorder takes an exclusive table lock per insert, SQLite has one wri
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,7 +19,7 @@ from ledger.service.app import LedgerApp
 from projections import views
 from projections.sql import ViewDatabase
 
-BATCH_EVENTS = int(os.environ.get("LEDGER_PROJECTION_BATCH", "1000"))
+BATCH_EVENTS = 1000  # events per transaction; LEDGER_PROJECTION_BATCH through the settings
 
 
 class Superseded(Exception):
@@ -66,7 +65,7 @@ def run_batch(app: LedgerApp, db: ViewDatabase, limit: int = BATCH_EVENTS,
 
 
 def run(app: LedgerApp, db: ViewDatabase, progress: Callable[[int, int], None] | None = None,
-        stop: Callable[[], bool] = lambda: False) -> int:
+        stop: Callable[[], bool] = lambda: False, batch_events: int = BATCH_EVENTS) -> int:
     """Catch the views up with the log; return how many events were applied.  A batch that
     fails for a transient reason (``ledger.adapters.retry``: a lock or statement timeout, a deadlock,
     SQLite busy, a lost connection) rolls back whole and is tried again, within the app's
@@ -77,7 +76,7 @@ def run(app: LedgerApp, db: ViewDatabase, progress: Callable[[int, int], None] |
     head = retry.run(lambda: app.recorder.max_notification_id() or 0)
     while not stop():
         try:
-            applied = retry.run(lambda: run_batch(app, db), "projecting events into the read models")
+            applied = retry.run(lambda: run_batch(app, db, batch_events), "projecting events into the read models")
         except Superseded:
             continue  # another runner did this batch: read the new position and go on
         if not applied:

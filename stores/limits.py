@@ -3,7 +3,7 @@ or connection waits without bound).
 
 Each bound is a store setting in whole seconds, read from the application's environment
 (eventsourcing's own name where it has one; ``ledger.adapters.store.persistence_env`` maps the
-``LEDGER_PG_*`` variables onto these names) and checked when the store opens: a value that is
+``LEDGER_PG_*`` settings onto these names) and checked when the store opens: a value that is
 not a whole number of seconds above zero refuses to open (zero would mean "no limit").
 
 A statement or a lock wait that exceeds its bound is cancelled by the server and the

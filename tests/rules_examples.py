@@ -31,9 +31,6 @@ from tests.rules_page import DUMP, Example, Step, examples
 
 DEFAULT_CLOCK = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 SETUP_ALLOWANCE = "86400"  # hidden set-ups may record instants up to a day ahead (T4's maximum)
-# env settings the code reads when its module is imported: set on the module instead
-IMPORT_TIME = {"LEDGER_SWEEP_BATCH_ACCOUNTS": ("workers.sweep", "BATCH_ACCOUNTS"),
-               "LEDGER_INTEREST_BATCH_ACCOUNTS": ("workers.interest", "BATCH_ACCOUNTS")}
 __all__ = ["Example", "Runner", "examples"]
 
 
@@ -137,11 +134,7 @@ class Runner:
 
         with ExitStack() as stack:
             stack.enter_context(mock.patch.object(cli, "utcnow", lambda: self.clock))
-            stack.enter_context(mock.patch.dict(os.environ, {k: v for k, v in env.items() if k not in IMPORT_TIME}))
-            for name, value in env.items():
-                if name in IMPORT_TIME:
-                    module, attribute = IMPORT_TIME[name]
-                    stack.enter_context(mock.patch(f"{module}.{attribute}", int(value)))
+            stack.enter_context(mock.patch.dict(os.environ, env))  # the settings are read as the command runs
             return CliRunner().invoke(cli.cli, ["--db", f"sqlite:///{path}", *args], input=input)
 
     # steps

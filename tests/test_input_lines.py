@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entrypoints.cli import bounded_lines, cli
+from entrypoints.accounts import bounded_lines
+from entrypoints.cli import cli
 from ledger.domain.errors import LedgerError
 from ledger.service.jsonlines import MAX_DEPTH, MAX_LINE_BYTES, decode
 from tests.helpers import ledger_cli as run

@@ -253,12 +253,10 @@ def test_apply_answers_conflict_when_the_store_keeps_refusing(db_url: str, monke
 
 
 def test_apply_on_a_lost_store_prints_what_it_has_then_one_line(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import entrypoints.cli as cli_module
     import ledger.service.app as app_module
 
     monkeypatch.setattr(LedgerApp, "retry", RetryPolicy(sleep=lambda s: None))
-    monkeypatch.setattr(app_module, "BATCH_SIZE", 2)
-    monkeypatch.setattr(cli_module, "BATCH_SIZE", 2)
+    monkeypatch.setattr(app_module, "BATCH_SIZE", 2)  # the app's batches and `apply`'s (it reads the same)
     saves = [0]
     save = LedgerApp.save
 

@@ -700,13 +700,11 @@ def test_the_screen_in_processes_acts_as_the_screen_in_process(db_url: str, tmp_
     other = f"sqlite:///{tmp_path / 'other.db'}" if db_url.startswith("sqlite") else pg.new_database()
     runs = {}
     for url, parallel_from in ((db_url, 10**9), (other, 1)):
-        monkeypatch.setattr(screen, "PARALLEL_FROM", parallel_from)
-        monkeypatch.setattr(screen, "PROCESSES", 2)
         monkeypatch.setattr(screen, "CHUNK_ACCOUNTS", 3)
         sweep_world(url)
         app = LedgerApp.open(persistence_env(url))
         try:
-            runs[url] = run_sweep(app, mark(5) + timedelta(seconds=7))
+            runs[url] = run_sweep(app, mark(5) + timedelta(seconds=7), processes=2, parallel_from=parallel_from)
         finally:
             app.close()
     single, parallel = runs[db_url], runs[other]

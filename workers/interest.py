@@ -8,7 +8,6 @@ recomputes from fresh state and finds the hour charged.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -24,7 +23,7 @@ from ledger.domain.platform import Platform
 from ledger.service.unit_of_work import UnitOfWork
 from workers.batching import Batches
 
-BATCH_ACCOUNTS = int(os.environ.get("LEDGER_INTEREST_BATCH_ACCOUNTS", "500"))  # accounts per transaction
+BATCH_ACCOUNTS = 500  # accounts per transaction; LEDGER_INTEREST_BATCH_ACCOUNTS through the settings
 
 
 @dataclass
@@ -45,6 +44,7 @@ def run_interest(
     app: LedgerApp, run_at: datetime,
     progress: Callable[[int, int], None] | None = None,
     stop: Callable[[], bool] = lambda: False,
+    batch_accounts: int = BATCH_ACCOUNTS,
 ) -> InterestRun:
     """Charge every hour ≤ run_at not yet charged; events carry at = run_at.
 
@@ -80,7 +80,7 @@ def run_interest(
         uow.commit()
         return {"ok": True, "charges": charges}
 
-    batches = Batches(app, accounts, step, BATCH_ACCOUNTS, stop, progress)
+    batches = Batches(app, accounts, step, batch_accounts, stop, progress)
     for result in batches:
         if result["ok"]:
             run.charges.extend(result["charges"])

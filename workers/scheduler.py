@@ -3,7 +3,9 @@
 APScheduler 3.11 is only a trigger.  Correctness lives in the store: the interest run
 charges every hour ≤ now not yet charged, so a worker that was down catches up on its
 first run, and two workers never charge twice.  Misfired jobs are coalesced into one run and
-always run (``misfire_grace_time=None``); one instance of a job at a time.
+always run (``misfire_grace_time=None``); one instance of a job at a time.  The store, the
+read models and each job's options (batch sizes, processes) come from the composition root
+(``entrypoints.compose``): nothing here reads the environment.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 import threading
 from collections import Counter
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -22,7 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from ledger.service.app import LedgerApp
 from ledger.domain.times import rfc3339
-from ledger.adapters.store import KINDS, describe_store_error, persistence_env, redact, store_error_kind
+from ledger.adapters.store import KINDS, describe_store_error, store_error_kind
 from workers.interest import run_interest
 from workers.sweep import run_sweep
 
@@ -71,12 +73,16 @@ def setup_logging() -> None:
 class Jobs:
     """The scheduled jobs, each callable with the time it stands for (tests pass a fake one).
     A job that fails logs why (type, kind, message) and the next run tries again: a failure
-    never escapes into the scheduler, whose own line would not say what happened."""
+    never escapes into the scheduler, whose own line would not say what happened.
+    ``interest``, ``sweep``, ``projections``: each job's keyword arguments (its batch size ...)."""
 
-    def __init__(self, app: LedgerApp, stopping: threading.Event, views: Any = None) -> None:
+    def __init__(self, app: LedgerApp, stopping: threading.Event, views: Any = None, *,
+                 interest: Mapping[str, Any] | None = None, sweep: Mapping[str, Any] | None = None,
+                 projections: Mapping[str, Any] | None = None) -> None:
         self.app = app
         self.stopping = stopping
         self.views = views  # a projections.sql.ViewDatabase, or None: no projection job
+        self.options = {"interest": dict(interest or {}), "sweep": dict(sweep or {}), "projections": dict(projections or {})}
         self.runs: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
         self.last_failure: dict[str, Any] | None = None
@@ -106,14 +112,14 @@ class Jobs:
         return self.guarded("projections", self._projections)
 
     def _interest(self, run_at: datetime) -> None:
-        run = run_interest(self.app, run_at, stop=self.stopping.is_set)
+        run = run_interest(self.app, run_at, stop=self.stopping.is_set, **self.options["interest"])
         log.info("interest run", extra={"fields": {
             "at": rfc3339(run_at), "charges": len(run.charges),
             "accounts": len({c.account for c in run.charges}), "skipped": len(run.skipped),
             "totals": {c: str(v) for c, v in run.totals().items()}, "complete": run.complete}})
 
     def _sweep(self, run_at: datetime) -> None:
-        run = run_sweep(self.app, run_at, stop=self.stopping.is_set)
+        run = run_sweep(self.app, run_at, stop=self.stopping.is_set, **self.options["sweep"])
         kinds: dict[str, int] = {}
         for action in run.actions:
             kinds[action["kind"]] = kinds.get(action["kind"], 0) + 1
@@ -126,7 +132,7 @@ class Jobs:
         as they write it: nothing to seal)."""
         from projections import runner
 
-        applied = runner.run(self.app, self.views, stop=self.stopping.is_set)
+        applied = runner.run(self.app, self.views, stop=self.stopping.is_set, **self.options["projections"])
         if applied:
             log.info("projections run", extra={"fields": {"events": applied}})
 
@@ -151,32 +157,35 @@ def build_scheduler(jobs: Jobs, clock: Callable[[], datetime] = now) -> Backgrou
     return scheduler
 
 
-def open_store(url: str) -> tuple[LedgerApp, Any] | None:
+def open_store(open_app: Callable[[], LedgerApp], open_views: Callable[[], Any], store: str) -> tuple[LedgerApp, Any] | None:
     """The store and its read models for the worker, or None after one error line saying why
-    (a refused connection, a missing database, bad credentials ...)."""
-    from projections.sql import ViewDatabase
-
+    (a refused connection, a missing database, bad credentials ...); ``store``: its redacted URL."""
     try:
-        app = LedgerApp.open(persistence_env(url))
+        app = open_app()
     except Exception as error:  # noqa: BLE001 - StoreError or the driver's: logged, exit 2
-        failed("cannot open the store", error, store=redact(url))
+        failed("cannot open the store", error, store=store)
         return None
     try:
-        return app, ViewDatabase(persistence_env(url))
+        return app, open_views()
     except Exception as error:  # noqa: BLE001
         app.close()
-        failed("cannot open the read models", error, store=redact(url))
+        failed("cannot open the read models", error, store=store)
         return None
 
 
-def run_worker(app: LedgerApp, views: Any = None) -> dict[str, Any]:
+def refused_setting(error: Exception) -> None:
+    """A setting the worker cannot start with (``ledger.adapters.settings.SettingsError``): one line."""
+    log.error("invalid setting", extra={"fields": {**failure(error), "error_kind": getattr(error, "code", None)}})
+
+
+def run_worker(app: LedgerApp, views: Any = None, **options: Mapping[str, Any]) -> dict[str, Any]:
     """Catch up at once, then run on schedule until SIGTERM or SIGINT.  The main thread only
     waits; jobs run in the scheduler's thread and see ``stopping`` between batches.  Returns
-    the summary that the last log line also carries."""
+    the summary that the last log line also carries.  ``options``: each job's, as for Jobs."""
     setup_logging()
     started = now()
     stopping = threading.Event()
-    jobs = Jobs(app, stopping, views)
+    jobs = Jobs(app, stopping, views, **options)
     scheduler = build_scheduler(jobs)
 
     received: list[str] = []

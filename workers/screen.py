@@ -26,8 +26,8 @@ from ledger.domain.sweep import needs_sweep
 from workers.gc_tuning import fewer_collections
 
 CHUNK_ACCOUNTS = 2_000  # accounts per read (a chunk holds its aggregates in memory)
-PROCESSES = int(os.environ.get("LEDGER_SWEEP_PROCESSES", "0")) or (os.cpu_count() or 1)
-PARALLEL_FROM = int(os.environ.get("LEDGER_SWEEP_PARALLEL_FROM", "20000"))  # accounts
+PROCESSES = 0  # screening processes, 0: one per CPU; LEDGER_SWEEP_PROCESSES through the settings
+PARALLEL_FROM = 20_000  # accounts; LEDGER_SWEEP_PARALLEL_FROM through the settings
 
 
 @dataclass
@@ -67,17 +67,19 @@ def check(app: LedgerApp, accounts: list[str], run_at: datetime) -> tuple[list[s
 
 def screen(app: LedgerApp, accounts: list[str], run_at: datetime,
            stop: Callable[[], bool] = lambda: False,
-           progress: Callable[[int, int], None] | None = None) -> Screened:
-    """``check`` over every account, in this process or, from PARALLEL_FROM accounts on,
-    in PROCESSES processes.  ``stop`` is asked between chunks."""
+           progress: Callable[[int, int], None] | None = None,
+           processes: int = PROCESSES, parallel_from: int = PARALLEL_FROM) -> Screened:
+    """``check`` over every account, in this process or, from ``parallel_from`` accounts on,
+    in ``processes`` processes (0: one per CPU).  ``stop`` is asked between chunks."""
+    processes = processes or (os.cpu_count() or 1)
     chunks = [accounts[start:start + CHUNK_ACCOUNTS] for start in range(0, len(accounts), CHUNK_ACCOUNTS)]
     screened = Screened()
-    if len(accounts) < PARALLEL_FROM or PROCESSES < 2:
+    if len(accounts) < parallel_from or processes < 2:
         parts: Any = (check(app, chunk, run_at) for chunk in chunks)
         with fewer_collections():
             return collect(screened, parts, chunks, len(accounts), stop, progress)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited connections
-    with ProcessPoolExecutor(PROCESSES, mp_context=context, initializer=_open, initargs=(dict(app.env),)) as pool:
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_open, initargs=(dict(app.env),)) as pool:
         futures: list[Future[Any]] = [pool.submit(_check, chunk, run_at) for chunk in chunks]
         collect(screened, (f.result() for f in futures), chunks, len(accounts), stop, progress)
         for future in futures:

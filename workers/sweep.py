@@ -12,7 +12,6 @@ the account's version and is idempotent: the loser recomputes and finds nothing 
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,9 +27,9 @@ from ledger.domain.times import floor_mark
 from ledger.domain.sweep import Actions, platform_excess, sweep_account
 from ledger.service.unit_of_work import UnitOfWork
 from workers.batching import Batches
-from workers.screen import screen
+from workers.screen import PARALLEL_FROM, PROCESSES, screen
 
-BATCH_ACCOUNTS = int(os.environ.get("LEDGER_SWEEP_BATCH_ACCOUNTS", "500"))  # accounts per transaction
+BATCH_ACCOUNTS = 500  # accounts per transaction; LEDGER_SWEEP_BATCH_ACCOUNTS through the settings
 
 
 @dataclass
@@ -58,6 +57,7 @@ def run_sweep(
     app: LedgerApp, run_at: datetime,
     progress: Callable[[int, int], None] | None = None,
     stop: Callable[[], bool] = lambda: False,
+    batch_accounts: int = BATCH_ACCOUNTS, processes: int = PROCESSES, parallel_from: int = PARALLEL_FROM,
 ) -> SweepRun:
     """Sweep the last 5-minute mark ≤ run_at; events carry at = run_at."""
     run = SweepRun(run_at, floor_mark(run_at))
@@ -67,7 +67,7 @@ def run_sweep(
         return run
     accounts = app.reading(lambda: candidates(app))
     run.accounts = len(accounts)
-    screened = app.reading(lambda: screen(app, accounts, run_at, stop, progress))
+    screened = app.reading(lambda: screen(app, accounts, run_at, stop, progress, processes, parallel_from))
     owed = screened.owed
 
     def per_account(uow: UnitOfWork, account: str) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def run_sweep(
         return {"ok": True, "account": account, "actions": actions.items,
                 "owed": {c: v for c, v in acct.liabilities().items() if c in limited}}
 
-    first_pass = Batches(app, screened.flagged, per_account, BATCH_ACCOUNTS, stop)
+    first_pass = Batches(app, screened.flagged, per_account, batch_accounts, stop)
     for result in first_pass:
         if result["ok"]:
             run.actions.extend(result["actions"])
@@ -93,13 +93,14 @@ def run_sweep(
             run.skipped.append({"account": result["account"], **result["error"]})
     run.complete = screened.complete and first_pass.complete
     if run.complete:
-        platform_pass(app, run, owed, stop)
+        platform_pass(app, run, owed, stop, batch_accounts)
     if run.complete:
         record_summary(app, run)
     return run
 
 
-def platform_pass(app: LedgerApp, run: SweepRun, owed: dict[str, dict[str, Decimal]], stop: Callable[[], bool]) -> None:
+def platform_pass(app: LedgerApp, run: SweepRun, owed: dict[str, dict[str, Decimal]], stop: Callable[[], bool],
+                  batch_accounts: int = BATCH_ACCOUNTS) -> None:
     """L2: for each currency over its platform limit, the largest borrowers repay first."""
     platform = app.reading(app.platform)
     for currency, limit in sorted(platform.platform_limits.items()):
@@ -117,7 +118,7 @@ def platform_pass(app: LedgerApp, run: SweepRun, owed: dict[str, dict[str, Decim
             uow.commit()
             return {"ok": True, "account": account, "actions": actions.items}
 
-        second_pass = Batches(app, borrowers, repay_share, BATCH_ACCOUNTS, stop)
+        second_pass = Batches(app, borrowers, repay_share, batch_accounts, stop)
         for result in second_pass:
             if result["ok"]:
                 run.actions.extend(result["actions"])

@@ -10,7 +10,9 @@ is opened read-only (and a missing one is a ``StoreError``, never created), and 
 sessions are read-only transactions, so that read-only credentials suffice and a read can
 never write by mistake.
 
-The store's bounds on waiting (README "Store limits") come from the environment:
+The store's bounds on waiting (README "Store limits") come from ``environ``, a mapping of
+``LEDGER_*`` names: the settings' (``Settings.store_environ``, passed by the composition root
+``entrypoints.compose``), or the process environment for a library caller that passes none.
 ``LEDGER_PG_<NAME>`` becomes the store setting ``POSTGRES_<NAME>`` for each name below, and
 ``LEDGER_SQLITE_LOCK_TIMEOUT`` becomes ``SQLITE_LOCK_TIMEOUT``; the store checks the values
 and has the defaults.

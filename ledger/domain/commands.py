@@ -9,7 +9,7 @@ domain with the same code.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from ledger.domain.errors import LedgerError
+from ledger.domain.times import parse_instant
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"  # M1
 COMMAND_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"
@@ -32,9 +33,6 @@ CURRENCY_PATTERN = r"^[A-Z0-9]{2,10}$"
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,10}-USDT$"
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # free text: no NUL nor other control characters (§12)
 _DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,18})?$")
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
-)
 MAX_TIERS = 20
 MAX_PERMISSIONS = 5  # M9: read, spot, futures, transfer, withdraw
 
@@ -62,17 +60,11 @@ def _at_most_one(value: Decimal) -> Decimal:
     return value
 
 
-def _timestamp(value: Any) -> datetime:
-    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        raise ValueError("must be an RFC 3339 timestamp such as 2026-01-01T00:00:00Z")
-    return datetime.fromisoformat(value.replace("z", "Z")).astimezone(timezone.utc)
-
-
 NonNegative = Annotated[Decimal, BeforeValidator(_decimal_string)]
 Positive = Annotated[Decimal, BeforeValidator(_decimal_string), AfterValidator(_positive)]
 Ratio = Annotated[Decimal, BeforeValidator(_decimal_string), AfterValidator(_at_most_one)]
 PositiveRatio = Annotated[Ratio, AfterValidator(_positive)]
-Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+Timestamp = Annotated[datetime, BeforeValidator(parse_instant)]
 AccountId = Annotated[str, Field(pattern=ID_PATTERN)]
 Currency = Annotated[str, Field(pattern=CURRENCY_PATTERN)]
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN)]

@@ -12,6 +12,7 @@ from ledger.domain.errors import LedgerError
 from ledger.domain.times import rfc3339
 
 FUTURE_ALLOWANCE = timedelta(seconds=60)  # T4's default; LEDGER_FUTURE_ALLOWANCE_SECONDS at the edge
+MAX_FUTURE_ALLOWANCE = 86_400  # seconds: a day of clock skew is a broken clock, not skew
 
 
 def check_not_future(at: datetime, latest: datetime) -> None:

@@ -11,14 +11,13 @@ least recently used first out.
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from typing import Any, Iterable
 
 from ledger.domain.base import replay
 
-MAX_AGGREGATES = int(os.environ.get("LEDGER_CACHE_AGGREGATES", "20000"))
+MAX_AGGREGATES = 20_000  # the default; LEDGER_CACHE_AGGREGATES through the settings (entrypoints.compose)
 
 
 class AggregateCache:
