@@ -118,3 +118,14 @@ def test_aggregate_ids_are_spelled_in_one_place() -> None:
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
                         node.value.startswith(spelled) and " " not in node.value:
                     raise AssertionError(f"{path.relative_to(ROOT)} spells the id {node.value!r}")
+
+
+def test_only_the_edge_reads_the_environment() -> None:
+    """Settings come from one object (ledger.adapters.settings, built by entrypoints.compose):
+    the domain, the service layer, the read side, the workers and the projections never read
+    the environment themselves."""
+    for folder in ("ledger/domain", "ledger/service", "ledger/read", "workers", "projections"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "environb"}:
+                    raise AssertionError(f"{path.relative_to(ROOT)} reads the environment")
