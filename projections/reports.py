@@ -15,7 +15,7 @@ from typing import Any
 from ledger.domain.account import UNIFIED
 from ledger.service.app import LedgerApp
 from ledger.domain.errors import LedgerError
-from ledger.domain.margin import borrow_limit, shown_ratio
+from ledger.domain.margin import account_borrow_limit, shown_ratio
 from projections.sql import ViewDatabase
 from projections.views import stamp
 
@@ -96,8 +96,7 @@ def add_limits(app: LedgerApp, rows: list[dict[str, Any]]) -> None:
         if acct.mode == UNIFIED:
             try:
                 m = acct.margin(platform)
-                limit = borrow_limit(row["currency"], acct.liability(row["currency"]), acct.vip_level, m,
-                                     platform, app.platform_owed(row["currency"]))
+                limit = account_borrow_limit(acct, row["currency"], platform, app.platform_owed, m)
                 row["borrowable"], row["risk_ratio"] = limit.limit, shown_ratio(m.risk_ratio)
             except LedgerError:
                 pass  # a price is missing: shown as null

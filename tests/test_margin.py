@@ -1,4 +1,5 @@
-"""Unit tests of ledger.domain.margin (SPEC §5 F1-F6, §6 B2) with hand-computed numbers.
+"""Unit tests of ledger.domain.margin (SPEC §5 F1-F6, §6 B2, and the margin parts of O1, O3,
+W2, W4, L3) with hand-computed numbers.
 
 Every expected value is worked out by hand in the comment next to it; defaults are the §4
 ones: BTC tiers 0.98 to 500 / 0.97 to 1000 / 0.95 above, ETH 0.95, others 0; liabilities
@@ -16,10 +17,16 @@ from ledger.domain.margin import (
     Margin,
     MarginState,
     Position,
+    account_borrow_limit,
     borrow_limit,
+    closing_pnl,
     collateral_value,
     equities,
+    less_unrealized_loss,
     margin,
+    margin_after,
+    opening_qty,
+    order_margin,
     total_upl,
     unrealized_pnl,
 )
@@ -337,3 +344,105 @@ def test_b2_minimum_of_three_terms_with_real_margin() -> None:
     # BTC: min(20 − 0.1, 4000 / 10000 = 0.4) = 0.4; USDT: min(1e6, 4000 / 0.2 = 20000) = 20000
     assert borrow_limit("BTC", D("0.1"), 0, m, p, D("0.1")).limit == D("0.4")
     assert borrow_limit("USDT", D(0), 0, m, p, D(0)).limit == D(20000)
+
+
+def test_account_borrow_limit_reads_the_account_then_asks_the_platform_once() -> None:
+    """B2 of an account: its liability, VIP level and margin; what all accounts owe is asked
+    once, for the currency, after the margin."""
+    p = platform(BTC="50000")
+    p.set_platform_borrow_limit("BTC", D(10), AT)
+    calls: list[str] = []
+
+    class Borrower:
+        vip_level = 0
+
+        def liability(self, currency: str) -> D:
+            return D("0.5") if currency == "BTC" else D(0)
+
+        def margin(self, _: Platform) -> Margin:
+            calls.append("margin")
+            return given_margin("10000", "1000")
+
+    def owed(currency: str) -> D:
+        calls.append(f"owed {currency}")
+        return D("9.7")
+
+    # personal min(20 − 0.5, 9000 / (50000 × 0.2) = 0.9) = 0.9; platform 10 − 9.7 = 0.3
+    lim = account_borrow_limit(Borrower(), "BTC", p, owed)
+    assert (lim.personal, lim.limit) == (D("0.9"), D("0.3"))
+    assert calls == ["margin", "owed BTC"]
+    # a margin the caller has is used as it is: 100000 / 10000 = 10 → min(19.5, 10) = 10
+    calls.clear()
+    lim = account_borrow_limit(Borrower(), "BTC", p, owed, given_margin("100000", "0"))
+    assert (lim.personal, lim.limit) == (D(10), D("0.3"))
+    assert calls == ["owed BTC"]
+
+
+# --- O1 order margin -------------------------------------------------------------------------------
+def test_o1_opening_qty_counts_only_new_exposure() -> None:
+    """O1: the part of an order that opens or enlarges a position if it filled whole."""
+    assert opening_qty(D(0), "buy", D(3)) == D(3)  # opens 3
+    assert opening_qty(D(2), "buy", D(1)) == D(1)  # 2 → 3
+    assert opening_qty(D(-2), "buy", D(1)) == D(0)  # reduces the short: −2 → −1
+    assert opening_qty(D(2), "sell", D(2)) == D(0)  # closes
+    assert opening_qty(D(-1), "buy", D(3)) == D(1)  # flips −1 → 2: |2| − |−1| = 1
+
+
+def test_o1_order_margin_is_opening_qty_times_price_times_imr_unrounded() -> None:
+    """O1 / F4: order IM = opening qty × order price × imr of the symbol; no price is needed."""
+    p = platform()
+    # 0.5 × 40000 × 0.1 = 2000
+    assert order_margin(p, "BTC-USDT", D(0), "buy", D("0.5"), D(40000)) == D(2000)
+    # short 1, buy 3 at 50000: opens 1 → 1 × 50000 × 0.1 = 5000
+    assert order_margin(p, "BTC-USDT", D(-1), "buy", D(3), D(50000)) == D(5000)
+    # a reducing order needs nothing
+    assert order_margin(p, "BTC-USDT", D(1), "sell", D("0.4"), D(50000)) == D(0)
+    # the symbol's own rate: 2 × 100 × 0.2 = 40
+    p.set_margin_rates("ETH-USDT", D("0.2"), D("0.1"), AT)
+    assert order_margin(p, "ETH-USDT", D(0), "sell", D(2), D(100)) == D(40)
+    # not rounded: 0.00000001 × 12345.6789 = 0.000123456789, × 0.1 = 0.0000123456789
+    assert order_margin(p, "BTC-USDT", D(0), "buy", D("0.00000001"), D("12345.6789")) == D("0.0000123456789")
+
+
+# --- W4 and O3 / L3 realised P&L -----------------------------------------------------------------
+def test_w4_less_unrealized_loss_counts_only_a_loss() -> None:
+    """W4: unified USDT can pay cash + UPL when UPL is negative; a gain adds nothing."""
+    assert less_unrealized_loss(D(100), D(-30)) == D(70)
+    assert less_unrealized_loss(D(100), D(30)) == D(100)
+    assert less_unrealized_loss(D(100), D(0)) == D(100)
+    assert less_unrealized_loss(D(10), D(-25)) == D(-15)  # may go below zero (B1 borrows it)
+
+
+def test_o3_closing_pnl_is_upl_at_price_rounded_half_even() -> None:
+    """O3 / L3: closing a position whole at a price realises qty × (price − entry), half-even."""
+    # short 2 ETH from 3000 closed at 2500: −2 × (2500 − 3000) = +1000
+    assert closing_pnl(Position("ETH-USDT", D(-2), D(3000)), D(2500), 8) == D(1000)
+    # 0.3 × (50000 − 50000.123456789) = −0.0370370367 → −0.03703704 at 8 places
+    assert closing_pnl(Position("BTC-USDT", D("0.3"), D("50000.123456789")), D(50000), 8) == D("-0.03703704")
+    # ties go to even: 0.5 × 0.00000001 = 0.000000005 → 0; 0.5 × 0.00000003 = 0.000000015 → 0.00000002
+    assert closing_pnl(Position("BTC-USDT", D("0.5"), D(100)), D("100.00000001"), 8) == D(0)
+    assert closing_pnl(Position("BTC-USDT", D("0.5"), D(100)), D("100.00000003"), 8) == D("0.00000002")
+
+
+# --- margin after a change (W2, L3) ----------------------------------------------------------------
+def test_margin_after_paying_out_cash() -> None:
+    """W2: the margin a payout would leave; the state itself is untouched."""
+    p = platform(BTC="50000")
+    s = state(cash={"USDT": "10000"}, liabilities={"BTC": "0.1"})
+    # USDT 10000 − 3000 = 7000; BTC −0.1 × 50000 = −5000 → AE 2000; IM 0.1 × 50000 × 0.2 = 1000
+    m = margin_after(s, p, cash=[("USDT", D(-3000))])
+    assert (m.adjusted_equity, m.initial_margin) == (D(2000), D(1000))
+    assert s.cash == {"USDT": D(10000)} and s.liabilities == {"BTC": D("0.1")}
+
+
+def test_margin_after_repaying_from_cash_and_after_a_swap() -> None:
+    """L3: repaying takes the amount off cash and liability; a swap first moves cash."""
+    p = platform(BTC="50000")
+    s = state(cash={"USDT": "10000", "BTC": "0.05"}, liabilities={"BTC": "0.1"})
+    # repay 0.05 BTC from cash: BTC cash 0, owed 0.05 → AE 10000 − 2500 = 7500; IM 500, MM 250
+    m = margin_after(s, p, repaid=[("BTC", D("0.05"))])
+    assert (m.adjusted_equity, m.initial_margin, m.maintenance_margin) == (D(7500), D(500), D(250))
+    # sell 2500 USDT for 0.05 BTC, then repay all 0.1: USDT 7500, BTC 0, nothing owed
+    m = margin_after(s, p, cash=[("USDT", D(-2500)), ("BTC", D("0.05"))], repaid=[("BTC", D("0.1"))])
+    assert m.equity == {"BTC": D(0), "USDT": D(7500)}
+    assert (m.adjusted_equity, m.initial_margin, m.risk_ratio) == (D(7500), D(0), D(0))

@@ -7,7 +7,7 @@ resulting positions) so that replay is plain arithmetic.  Margin numbers come fr
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,19 +16,14 @@ from eventsourcing.domain import event
 from ledger.domain import ids
 from ledger.domain.base import LedgerAggregate
 from ledger.domain.errors import LedgerError
-from ledger.domain.margin import Margin, MarginState, Position, base_of, margin, total_upl
+from ledger.domain.margin import (
+    Margin, MarginState, Position, less_unrealized_loss, margin, margin_after, order_margin, total_upl,
+)
 from ledger.domain.money import ZERO, fmt, round_down, round_up
 from ledger.domain.platform import QUOTE, Platform
 from ledger.domain.times import HOUR, ceil_hour
 
 CLASSIC, UNIFIED = "classic", "unified"
-
-
-def opening_qty(position_qty: Decimal, side: str, qty: Decimal) -> Decimal:
-    """The part of a futures order that would open or enlarge exposure if it filled whole:
-    reducing or closing a position adds no risk (O1)."""
-    delta = qty if side == "buy" else -qty
-    return max(ZERO, abs(position_qty + delta) - abs(position_qty))
 
 
 WALLETS = {CLASSIC: ("spot", "futures"), UNIFIED: ("unified",)}
@@ -108,7 +103,7 @@ class Account(LedgerAggregate):
         """What a unified currency balance can pay: cash, and for USDT + negative UPL (W4)."""
         cash = self.cash(currency)
         if currency == QUOTE and self.mode == UNIFIED and self.positions:
-            cash += min(self.upl(platform), ZERO)
+            cash = less_unrealized_loss(cash, self.upl(platform))
         return cash
 
     def available(self, currency: str, platform: Platform, wallet: str | None = None) -> Decimal:
@@ -117,6 +112,11 @@ class Account(LedgerAggregate):
         if wallet == "unified":
             return self.balance(currency, platform) - self.holds(currency, wallet)
         return self.cash(currency, wallet) - self.holds(currency, wallet)
+
+    def payable(self, currency: str, platform: Platform) -> Decimal:
+        """What the account can pay in ``currency`` now (interest I4, forced repayment L1-L3):
+        its W4 available balance at the currency's precision, rounded down, never below 0."""
+        return max(ZERO, round_down(self.available(currency, platform), platform.precision(currency)))
 
     def has_negative_balance(self) -> bool:
         return any(v < 0 for w in self.wallets.values() for v in w.values())
@@ -271,11 +271,7 @@ class Account(LedgerAggregate):
                 f"{self.account} has {fmt(available)} {currency} available in {wallet}; {fmt(amount)} asked",
             )
         if wallet == "unified" and (self.liabilities() or self.positions):
-            after = MarginState(
-                {**self.wallets["unified"], currency: self.cash(currency) - amount},
-                self.liabilities(), self.position_list(),
-            )
-            m = margin(after, platform)
+            m = margin_after(self.margin_state(), platform, cash=[(currency, -amount)])
             if m.initial_margin > m.adjusted_equity:
                 raise LedgerError(
                     "insufficient_margin",
@@ -538,6 +534,5 @@ class Account(LedgerAggregate):
         for o in self.orders.values():
             if o["market"] == "futures":
                 qty, _ = self.positions.get(o["symbol"], (ZERO, ZERO))
-                opening = opening_qty(qty, o["side"], o["qty"] - o["filled_qty"])
-                total += opening * o["price"] * platform.futures_rates(o["symbol"])[0]
+                total += order_margin(platform, o["symbol"], qty, o["side"], o["qty"] - o["filled_qty"], o["price"])
         return total

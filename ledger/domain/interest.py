@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Callable
 
 from ledger.domain.account import Account
-from ledger.domain.money import ZERO, round_down, round_up
+from ledger.domain.money import ZERO, round_up
 from ledger.domain.platform import Platform
 from ledger.domain.times import HOUR, ceil_hour, floor_hour
 
@@ -67,7 +67,7 @@ def charge_hours(
             free = min(upl_owed, then.allowance(currency))  # I2
             rate = hourly_rate(then, currency, acct.vip_level)
             interest = round_up((owed - free) * rate, places)  # I3
-            payable = max(ZERO, round_down(acct.available(currency, platform), places))
+            payable = acct.payable(currency, platform)
             paid = min(interest, payable)  # I4: from the available balance first
             acct.interest_charged(currency, hour, owed, free, rate, interest, paid, interest - paid, run_at)
             charges.append(Charge(acct.account, currency, hour, owed, free, rate, interest, paid, interest - paid))

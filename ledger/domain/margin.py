@@ -1,4 +1,5 @@
-"""Margin arithmetic for unified accounts: the one place that computes F1-F6 and B2.
+"""Margin arithmetic: the one place that computes F1-F6, B2, an order's margin (O1), the
+unrealised-loss part of W4, realised P&L at mark (O3, L3) and margin after a change.
 
 All in USDT, all ``Decimal``.  Every function is pure: it takes balances and the platform
 parameters and returns numbers.  A price that is needed and missing raises ``no_price``;
@@ -8,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
-from ledger.domain.money import ZERO, round_down
+from ledger.domain.money import ZERO, round_down, round_even
 from ledger.domain.platform import QUOTE, Platform
 
 
@@ -49,6 +50,17 @@ def base_of(symbol: str) -> str:
 def unrealized_pnl(position: Position, mark: Decimal) -> Decimal:
     """O3: qty × (mark − entry); qty is negative for shorts."""
     return position.qty * (mark - position.entry_price)
+
+
+def closing_pnl(position: Position, price: Decimal, places: int) -> Decimal:
+    """O3, L3: the P&L realised by closing ``position`` whole at ``price`` (its O3 UPL at
+    that price), rounded half-even to ``places`` (USDT's precision)."""
+    return round_even(unrealized_pnl(position, price), places)
+
+
+def less_unrealized_loss(amount: Decimal, upl: Decimal) -> Decimal:
+    """W4: what unified USDT can pay: ``amount`` + UPL when that is negative (a gain adds nothing)."""
+    return amount + min(upl, ZERO)
 
 
 def total_upl(positions: Sequence[Position], platform: Platform) -> Decimal:
@@ -115,6 +127,21 @@ def margin(state: MarginState, platform: Platform) -> Margin:
     return Margin(equity, upl, adjusted, im, mm, nav, ratio, liquidatable)
 
 
+def margin_after(state: MarginState, platform: Platform, cash: Sequence[tuple[str, Decimal]] = (),
+                 repaid: Sequence[tuple[str, Decimal]] = ()) -> Margin:
+    """F1-F6 of ``state`` as it would be after a change, for a guard that asks "what if"
+    (W2: paying out; L3: selling and repaying) without touching the account: each
+    (currency, delta) of ``cash`` added to the wallet in order, then each (currency, amount)
+    of ``repaid`` taken off both the wallet and the liability."""
+    wallet, owed = dict(state.cash), dict(state.liabilities)
+    for currency, delta in cash:
+        wallet[currency] = wallet.get(currency, ZERO) + delta
+    for currency, amount in repaid:
+        wallet[currency] = wallet.get(currency, ZERO) - amount
+        owed[currency] = owed.get(currency, ZERO) - amount
+    return margin(MarginState(wallet, owed, state.positions), platform)
+
+
 RATIO_PLACES = 8
 
 
@@ -131,6 +158,20 @@ def ratio_at_least(mm: Decimal, adjusted: Decimal, level: Decimal) -> bool:
 def ratio_at_most(m: Margin, level: Decimal) -> bool:
     """F5 compared without dividing: risk_ratio ≤ level."""
     return m.maintenance_margin == 0 or (m.adjusted_equity > 0 and m.maintenance_margin <= level * m.adjusted_equity)
+
+
+def opening_qty(position_qty: Decimal, side: str, qty: Decimal) -> Decimal:
+    """The part of a futures order that would open or enlarge exposure if it filled whole:
+    reducing or closing a position adds no risk (O1)."""
+    delta = qty if side == "buy" else -qty
+    return max(ZERO, abs(position_qty + delta) - abs(position_qty))
+
+
+def order_margin(platform: Platform, symbol: str, position_qty: Decimal, side: str, qty: Decimal,
+                 price: Decimal) -> Decimal:
+    """O1 with F4's rate: the IM a futures limit order needs, unrounded: opening qty × order
+    price × imr of the symbol (``position_qty`` is the account's position in it now)."""
+    return opening_qty(position_qty, side, qty) * price * platform.futures_rates(symbol)[0]
 
 
 @dataclass(frozen=True)
@@ -158,3 +199,24 @@ def borrow_limit(
         return BorrowLimit(personal, personal)
     remaining = max(ZERO, round_down(platform_limit - platform_owed, places))
     return BorrowLimit(personal, min(personal, remaining))
+
+
+class Borrower(Protocol):
+    """What B2 reads of an account (``ledger.domain.account.Account`` is one)."""
+
+    vip_level: int
+
+    def liability(self, currency: str) -> Decimal: ...
+
+    def margin(self, platform: Platform) -> Margin: ...
+
+
+def account_borrow_limit(account: Borrower, currency: str, platform: Platform,
+                         platform_owed: Callable[[str], Decimal],
+                         account_margin: Margin | None = None) -> BorrowLimit:
+    """B2 of ``account`` for ``currency``: its liability and VIP level, its margin (computed
+    here unless the caller has it already) and what all accounts owe (``platform_owed``,
+    asked after the margin, exactly once)."""
+    m = account.margin(platform) if account_margin is None else account_margin
+    return borrow_limit(currency, account.liability(currency), account.vip_level, m, platform,
+                        platform_owed(currency))

@@ -14,8 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.domain.account import UNIFIED, Account
-from ledger.domain.margin import Margin, MarginState, base_of, margin, ratio_at_least, ratio_at_most, shown_ratio
-from ledger.domain.money import ZERO, quantum, round_down, round_even, round_up
+from ledger.domain.margin import (
+    Margin, base_of, closing_pnl, margin_after, ratio_at_least, ratio_at_most, shown_ratio,
+)
+from ledger.domain.money import ZERO, quantum, round_down, round_up
 from ledger.domain.platform import QUOTE, Platform
 
 MAX_BISECTIONS = 128
@@ -32,17 +34,12 @@ class Actions:
         self.items.append({"account": self.account, "kind": kind, **details})
 
 
-def own_cash(acct: Account, currency: str, platform: Platform) -> Decimal:
-    """What the account can pay in ``currency`` now: available, at its precision, ≥ 0."""
-    return max(ZERO, round_down(acct.available(currency, platform), platform.precision(currency)))
-
-
 def sellable(acct: Account, platform: Platform, exclude: str) -> list[tuple[str, Decimal]]:
     """Priced assets that can be swapped, largest USDT value first (ties by currency code)."""
     out = []
     for currency in acct.wallets.get("unified", {}):
         if currency != exclude and (currency == QUOTE or currency in platform.prices):
-            amount = own_cash(acct, currency, platform)
+            amount = acct.payable(currency, platform)
             if amount > 0:
                 out.append((currency, amount))
     return sorted(out, key=lambda item: (-item[1] * platform.price(item[0]), item[0]))
@@ -52,7 +49,7 @@ def swap(acct: Account, source: str, target: str, wanted: Decimal, platform: Pla
     """Sell ``source`` at mark for up to ``wanted`` of ``target``; returns what was bought."""
     p_src, p_tgt = platform.price(source), platform.price(target)
     src_places, tgt_places = platform.precision(source), platform.precision(target)
-    available = own_cash(acct, source, platform)
+    available = acct.payable(source, platform)
     cost = round_up(wanted * p_tgt / p_src, src_places)
     if cost > available:
         cost, wanted = available, round_down(available * p_src / p_tgt, tgt_places)
@@ -66,7 +63,7 @@ def force_repay(acct: Account, currency: str, amount: Decimal, platform: Platfor
     """L1/L2: repay ``amount`` of ``currency`` from its cash, then by swapping other assets;
     open orders are cancelled when what is free does not suffice."""
     for attempt in range(2):
-        short = amount - own_cash(acct, currency, platform)
+        short = amount - acct.payable(currency, platform)
         for source, _ in sellable(acct, platform, exclude=currency):
             if short <= 0:
                 break
@@ -75,7 +72,7 @@ def force_repay(acct: Account, currency: str, amount: Decimal, platform: Platfor
             break
         for order_id in sorted(acct.orders):
             acct.cancel_order(order_id, at)
-    return acct.repay(currency, min(amount, own_cash(acct, currency, platform)), reason, at)
+    return acct.repay(currency, min(amount, acct.payable(currency, platform)), reason, at)
 
 
 def over_quota(acct: Account, platform: Platform) -> dict[str, Decimal]:
@@ -100,18 +97,6 @@ def platform_excess(acct: Account, currency: str, excess: Decimal, platform: Pla
     if repaid:
         actions.add("forced_platform", currency=currency, repaid=repaid)
     return repaid
-
-
-def margin_after(acct: Account, platform: Platform, source: str | None, cost: Decimal, currency: str, repaid: Decimal) -> Margin:
-    """The account's margin if ``cost`` of ``source`` were sold for ``repaid`` of ``currency`` and repaid."""
-    cash = dict(acct.wallets.get("unified", {}))
-    if source is not None:
-        cash[source] = cash.get(source, ZERO) - cost
-        cash[currency] = cash.get(currency, ZERO) + repaid
-    cash[currency] = cash.get(currency, ZERO) - repaid
-    owed = acct.liabilities()
-    owed[currency] = owed.get(currency, ZERO) - repaid
-    return margin(MarginState(cash, owed, acct.position_list()), platform)
 
 
 def least_sale(acct: Account, platform: Platform, currency: str, source: str | None, most: Decimal,
@@ -139,8 +124,12 @@ def least_sale(acct: Account, platform: Platform, currency: str, source: str | N
             top = int(most / step)
 
     def enough(n: int) -> bool:
+        """Whether selling ``cost`` of ``source`` for ``amount`` of ``currency`` and repaying it
+        brings the risk ratio to the target."""
         cost, amount = pair(n)
-        return ratio_at_most(margin_after(acct, platform, source, cost, currency, amount), target)
+        sold = [] if source is None else [(source, -cost), (currency, amount)]
+        after = margin_after(acct.margin_state(), platform, cash=sold, repaid=[(currency, amount)])
+        return ratio_at_most(after, target)
 
     if top <= 0 or not enough(top):
         return pair(max(top, 0))
@@ -158,7 +147,7 @@ def least_sale(acct: Account, platform: Platform, currency: str, source: str | N
 
 def can_buy(acct: Account, platform: Platform, currency: str) -> bool:
     """Whether anything is left that could pay at least one smallest unit of ``currency``."""
-    if own_cash(acct, currency, platform) > 0:
+    if acct.payable(currency, platform) > 0:
         return True
     unit = quantum(platform.precision(currency)) * platform.price(currency)
     return any(amount * platform.price(source) >= unit for source, amount in sellable(acct, platform, exclude=currency))
@@ -175,7 +164,7 @@ def liquidate(acct: Account, platform: Platform, m: Margin, at: datetime, action
     realized_total = ZERO
     for position in acct.position_list():
         mark = platform.price(base_of(position.symbol))
-        realized = round_even(position.qty * (mark - position.entry_price), platform.precision(QUOTE))
+        realized = closing_pnl(position, mark, platform.precision(QUOTE))
         acct.position_liquidated(position.symbol, position.qty, mark, realized, at)
         realized_total += realized
     acct.settle_futures(platform, at, gain=max(realized_total, ZERO))
@@ -187,9 +176,9 @@ def liquidate(acct: Account, platform: Platform, m: Margin, at: datetime, action
             if owed <= 0 or ratio_at_most(acct.margin(platform), target):
                 break
             if source is None:
-                most = min(owed, own_cash(acct, currency, platform))
+                most = min(owed, acct.payable(currency, platform))
             else:
-                value = round_down(own_cash(acct, source, platform) * platform.price(source) / platform.price(currency),
+                value = round_down(acct.payable(source, platform) * platform.price(source) / platform.price(currency),
                                    platform.precision(currency))
                 most = min(owed, value)
             cost, amount = least_sale(acct, platform, currency, source, most, target)

@@ -9,10 +9,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Callable
 
-from ledger.domain.account import CLASSIC, UNIFIED, Account, opening_qty
+from ledger.domain.account import CLASSIC, UNIFIED, Account
 from ledger.domain.commands import FillOrder, PlaceOrder
 from ledger.domain.errors import LedgerError
-from ledger.domain.margin import base_of
+from ledger.domain.margin import base_of, order_margin
 from ledger.domain.money import ENTRY_PRICE_PLACES, ZERO, fmt, round_down, round_even, round_up
 from ledger.domain.platform import QUOTE, Platform
 
@@ -44,9 +44,8 @@ def place_order(
                 f"open orders would hold {fmt(needed)}",
             )
     else:
-        imr, _ = platform.futures_rates(cmd.symbol)
         position_qty, _ = acct.positions.get(cmd.symbol, (ZERO, ZERO))
-        order_im = opening_qty(position_qty, cmd.side, cmd.qty) * cmd.price * imr
+        order_im = order_margin(platform, cmd.symbol, position_qty, cmd.side, cmd.qty, cmd.price)
         if acct.mode == CLASSIC:
             wallet, hold_currency, hold = "futures", QUOTE, round_up(order_im, usdt_places)
             available = acct.available(QUOTE, platform, wallet)

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from ledger.domain.account import UNIFIED, Account
 from ledger.domain.errors import LedgerError
-from ledger.domain.margin import base_of, borrow_limit, shown_ratio, unrealized_pnl
+from ledger.domain.margin import account_borrow_limit, base_of, less_unrealized_loss, shown_ratio, unrealized_pnl
 from ledger.domain.money import ZERO, round_down
 from ledger.domain.platform import QUOTE, Platform
 from ledger.read.render import plain
@@ -40,7 +40,7 @@ def account_view(acct: Account, platform: Platform, platform_owed: Callable[[str
         cash = sum((b.get(c, ZERO) for b in acct.wallets.values()), ZERO)
         available = sum((acct.cash(c, w) - acct.holds(c, w) for w in acct.wallets), ZERO)
         if unified and c == QUOTE and m is not None:
-            available = round_down(available + min(m.upl, ZERO), platform.precision(c))  # W4
+            available = round_down(less_unrealized_loss(available, m.upl), platform.precision(c))  # W4
         view["balances"][c] = {
             "cash": cash,
             "liability": acct.liability(c),
@@ -64,10 +64,13 @@ def account_view(acct: Account, platform: Platform, platform_owed: Callable[[str
             "risk_ratio": shown_ratio(m.risk_ratio),
             "liquidatable": m.liquidatable, "nav": m.nav,
         })
+        def owed(c: str) -> Decimal:
+            """What all accounts owe of ``c``, asked only when c has a platform limit (B2 needs it only then)."""
+            return platform_owed(c) if platform.platform_limit(c) is not None else ZERO
+
         for c in sorted(platform.currencies):
             try:
-                owed = platform_owed(c) if platform.platform_limit(c) is not None else ZERO  # B2 needs it only then
-                limit = borrow_limit(c, acct.liability(c), acct.vip_level, m, platform, owed)
+                limit = account_borrow_limit(acct, c, platform, owed, m)
             except LedgerError:
                 continue  # no price: nothing can be lent against it
             view["borrowable"][c] = limit.limit

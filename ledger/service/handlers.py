@@ -12,7 +12,7 @@ from ledger.domain import commands as c
 from ledger.domain.account import UNIFIED, Account
 from ledger.domain.errors import LedgerError
 from ledger.domain.indexes import ApiKeyIndex
-from ledger.domain.margin import BorrowLimit, borrow_limit
+from ledger.domain.margin import BorrowLimit, account_borrow_limit
 from ledger.domain.money import ZERO, fmt
 from ledger.domain.platform import QUOTE
 from ledger.domain.trading import fill_order, place_order
@@ -199,9 +199,7 @@ def transfer(uow: UnitOfWork, cmd: c.Transfer, at: datetime) -> None:
 
 # --- orders ------------------------------------------------------------------------------------
 def limit_of(uow: UnitOfWork, acct: Account, currency: str) -> BorrowLimit:
-    platform = uow.platform
-    return borrow_limit(currency, acct.liability(currency), acct.vip_level,
-                        acct.margin(platform), platform, uow.platform_owed(currency))
+    return account_borrow_limit(acct, currency, uow.platform, uow.platform_owed)
 
 
 @handles(c.PlaceOrder)
