@@ -313,3 +313,23 @@ def test_a_pool_read_after_a_repayment_its_accounts_missed_is_a_conflict_not_a_c
         pool.change(Decimal("-11"), datetime(2026, 3, 1, tzinfo=timezone.utc), 1)
     assert classify(caught.value) == CONFLICT
     assert pool.version == 2  # the refused change recorded no event (the attempt's objects are dropped)
+
+
+def test_racing_work_is_tried_again_with_jitter_then_the_error_goes_on() -> None:
+    """``LedgerApp.open``: DDL that races with other processes, retried by the policy (its
+    sleep and random), a uniform 50-200 ms times the try's number apart."""
+    slept: list[float] = []
+    policy = RetryPolicy(sleep=slept.append, random=lambda: 0.5)
+    tries: list[int] = []
+
+    def work() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise IntegrityError("tuple concurrently updated")
+        return "built"
+
+    assert policy.racing(work, (IntegrityError,), 5) == "built"
+    assert slept == [pytest.approx(0.125), pytest.approx(0.25)]
+    with pytest.raises(IntegrityError):
+        policy.racing(lambda: (_ for _ in ()).throw(IntegrityError("again")), (IntegrityError,), 2)
+    assert len(slept) == 3

@@ -11,17 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Callable
 
 from ledger.domain import ids
 from ledger.service.app import LedgerApp
-from ledger.domain.errors import LedgerError
-from ledger.domain.indexes import RunLog
 from ledger.domain.interest import Charge, charge_hours
 from ledger.domain.times import floor_hour
 from ledger.domain.platform import Platform
-from ledger.service.unit_of_work import UnitOfWork
-from workers.batching import Batches
+from ledger.service.unit_of_work import Outcome, UnitOfWork
+from workers.batching import Batches, record_run
 
 BATCH_ACCOUNTS = 500  # accounts per transaction; LEDGER_INTEREST_BATCH_ACCOUNTS through the settings
 
@@ -62,30 +60,25 @@ def run_interest(
 
     last = floor_hour(run_at)
 
-    def step(uow: UnitOfWork, account: str) -> dict[str, Any]:
-        uow.begin(run_at)
-        acct = uow.account(account)
-        if all(hour > last for hour in acct.interest_due.values()):
-            return {"ok": True, "charges": []}  # every hour up to run_at is charged already
-        try:
-            acct.check_time(run_at)
-        except LedgerError as error:  # the account already has events after run_at
-            return {"ok": False, "account": account, "error": error.as_dict()}
-        charges = charge_hours(acct, run_at, platform_at, uow.platform)
-        if charges:
-            clock = uow.interest_clock()
-            latest = max(c.hour for c in charges)
-            if clock.closed_until is None or latest > clock.closed_until:
-                clock.close(latest, run_at)
-        uow.commit()
-        return {"ok": True, "charges": charges}
+    def step(uow: UnitOfWork, account: str) -> Outcome:
+        with uow.command(run_at) as u:
+            acct = u.account(account)
+            u.give([])
+            if any(hour <= last for hour in acct.interest_due.values()):  # else all charged already
+                acct.check_time(run_at)  # refused: the account already has events after run_at
+                charges = charge_hours(acct, run_at, platform_at, u.platform)
+                if charges:
+                    clock = u.interest_clock()
+                    latest = max(c.hour for c in charges)
+                    if clock.closed_until is None or latest > clock.closed_until:
+                        clock.close(latest, run_at)
+                u.give(charges)
+        return u.outcome
 
     batches = Batches(app, accounts, step, batch_accounts, stop, progress)
-    for result in batches:
-        if result["ok"]:
-            run.charges.extend(result["charges"])
-        else:
-            run.skipped.append({"account": result.get("account", ""), **result["error"]})
+    for _, charges in batches:
+        run.charges.extend(charges)
+    run.skipped.extend(batches.skipped)
     run.complete = batches.complete
     record_summary(app, run)
     return run
@@ -95,12 +88,6 @@ def record_summary(app: LedgerApp, run: InterestRun) -> None:
     hours = [c.hour for c in run.charges]
     charged = {c.account for c in run.charges}
 
-    def step(uow: UnitOfWork, _: Any) -> dict[str, Any]:
-        uow.begin(run.at)
-        log = uow.find(ids.run_log("interest")) or uow.add(RunLog(job="interest"))
-        log.interest_run_completed(run.at, min(hours) if hours else None, floor_hour(run.at),
-                                   len(charged), len(run.charges), run.totals(), run.complete)
-        uow.commit()
-        return {"ok": True}
-
-    app.transact([None], step)
+    record_run(app, run.at, "interest", lambda log: log.interest_run_completed(
+        run.at, min(hours) if hours else None, floor_hour(run.at), len(charged), len(run.charges), run.totals(),
+        run.complete))

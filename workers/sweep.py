@@ -20,13 +20,12 @@ from typing import Any, Callable
 
 from ledger.domain import ids
 from ledger.service.app import LedgerApp
-from ledger.domain.errors import LedgerError
 from ledger.domain.indexes import RunLog
 from ledger.domain.platform import QUOTE
 from ledger.domain.times import floor_mark
 from ledger.domain.sweep import Actions, platform_excess, sweep_account
-from ledger.service.unit_of_work import UnitOfWork
-from workers.batching import Batches
+from ledger.service.unit_of_work import Outcome, UnitOfWork
+from workers.batching import Batches, record_run
 from workers.screen import PARALLEL_FROM, PROCESSES, screen
 
 BATCH_ACCOUNTS = 500  # accounts per transaction; LEDGER_SWEEP_BATCH_ACCOUNTS through the settings
@@ -70,27 +69,20 @@ def run_sweep(
     screened = app.reading(lambda: screen(app, accounts, run_at, stop, progress, processes, parallel_from))
     owed = screened.owed
 
-    def per_account(uow: UnitOfWork, account: str) -> dict[str, Any]:
-        uow.begin(run_at)
-        acct = uow.account(account)
-        try:
+    def per_account(uow: UnitOfWork, account: str) -> Outcome:
+        with uow.command(run_at) as u:  # refused: later events than run_at, or a price missing
+            acct = u.account(account)
             acct.check_time(run_at)
-            actions = sweep_account(acct, uow.platform, run_at)
-        except LedgerError as error:  # later events than run_at, or a price missing
-            uow.rollback()
-            return {"ok": False, "account": account, "error": error.as_dict()}
-        uow.commit()
-        limited = uow.platform.platform_limits
-        return {"ok": True, "account": account, "actions": actions.items,
-                "owed": {c: v for c, v in acct.liabilities().items() if c in limited}}
+            actions = sweep_account(acct, u.platform, run_at)
+            limited = u.platform.platform_limits
+            u.give((actions.items, {c: v for c, v in acct.liabilities().items() if c in limited}))
+        return u.outcome
 
     first_pass = Batches(app, screened.flagged, per_account, batch_accounts, stop)
-    for result in first_pass:
-        if result["ok"]:
-            run.actions.extend(result["actions"])
-            owed[result["account"]] = result["owed"]
-        else:
-            run.skipped.append({"account": result["account"], **result["error"]})
+    for account, (actions, owes) in first_pass:
+        run.actions.extend(actions)
+        owed[account] = owes
+    run.skipped.extend(first_pass.skipped)
     run.complete = screened.complete and first_pass.complete
     if run.complete:
         platform_pass(app, run, owed, stop, batch_accounts)
@@ -108,34 +100,27 @@ def platform_pass(app: LedgerApp, run: SweepRun, owed: dict[str, dict[str, Decim
             continue
         borrowers = sorted((a for a in owed if owed[a].get(currency)), key=lambda a: (-owed[a][currency], a))
 
-        def repay_share(uow: UnitOfWork, account: str, currency: str = currency, limit: Decimal = limit) -> dict[str, Any]:
-            uow.begin(run.at)
-            excess = uow.platform_owed(currency) - limit  # read inside the transaction
-            if excess <= 0:
-                return {"ok": True, "account": account, "actions": []}
-            actions = Actions(account)
-            platform_excess(uow.account(account), currency, excess, uow.platform, run.at, actions)
-            uow.commit()
-            return {"ok": True, "account": account, "actions": actions.items}
+        def repay_share(uow: UnitOfWork, account: str, currency: str = currency, limit: Decimal = limit) -> Outcome:
+            with uow.command(run.at) as u:
+                actions = Actions(account)
+                excess = u.platform_owed(currency) - limit  # read inside the transaction
+                if excess > 0:
+                    platform_excess(u.account(account), currency, excess, u.platform, run.at, actions)
+                u.give(actions.items)
+            return u.outcome
 
         second_pass = Batches(app, borrowers, repay_share, batch_accounts, stop)
-        for result in second_pass:
-            if result["ok"]:
-                run.actions.extend(result["actions"])
-            else:  # the store kept refusing the transaction: the next mark tries again
-                run.skipped.append({"account": result["account"], **result["error"]})
+        for _, actions in second_pass:
+            run.actions.extend(actions)
+        run.skipped.extend(second_pass.skipped)  # the store kept refusing: the next mark tries again
         run.complete = run.complete and second_pass.complete
 
 
 def record_summary(app: LedgerApp, run: SweepRun) -> None:
     kinds = dict(sorted(Counter(a["kind"] for a in run.actions).items()))
 
-    def step(uow: UnitOfWork, _: Any) -> dict[str, Any]:
-        uow.begin(run.at)
-        log = uow.find(ids.run_log("sweep")) or uow.add(RunLog(job="sweep"))
+    def write(log: RunLog) -> None:
         if log.last_mark is None or log.last_mark < run.mark:  # type: ignore[attr-defined]
             log.sweep_completed(run.at, run.mark, run.accounts, kinds)  # type: ignore[attr-defined]
-        uow.commit()
-        return {"ok": True}
 
-    app.transact([None], step)
+    record_run(app, run.at, "sweep", write)

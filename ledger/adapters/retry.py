@@ -50,9 +50,10 @@ SQLITE_BUSY = ("database is locked", "database table is locked", "database is bu
 class StoreUnavailable(Exception):
     """The store could not be reached after the retries; ``str()`` is one sentence.
     ``done`` holds the results of the commands saved before it happened, in order (the
-    commands after them have none: not applied, or, when the message says so, unknown)."""
+    commands after them have none: not applied, or, when the message says so, unknown):
+    ``Outcome`` objects from ``LedgerApp.transact``, their machine form from ``apply``."""
 
-    def __init__(self, message: str, done: Optional[list[dict[str, Any]]] = None) -> None:
+    def __init__(self, message: str, done: Optional[list[Any]] = None) -> None:
         super().__init__(message)
         self.done = done or []
         self.in_doubt = False  # True when a commit lost its connection and could not be checked
@@ -135,6 +136,19 @@ class RetryPolicy:
         if kind == CONNECTION:
             delay += min(self.reconnect_cap, self.reconnect_delay * (attempt + 1))
         self.sleep(delay)
+
+    def racing(self, work: Callable[[], T], errors: tuple[type[Exception], ...], attempts: int) -> T:
+        """``work()`` again after one of ``errors``, ``attempts`` tries in all, a random 50 to
+        200 ms times the try's number apart: for idempotent work that races with itself in
+        other processes (creating a new store's tables)."""
+        for attempt in range(attempts):
+            try:
+                return work()
+            except errors:
+                if attempt == attempts - 1:
+                    raise
+                self.sleep((0.05 + 0.15 * self.random()) * (attempt + 1))  # float-ok: seconds (uniform 0.05-0.2)
+        raise AssertionError("unreachable")
 
     def run(self, work: Callable[[], T], what: str = "reading from the store") -> T:
         """``work()`` again after each transient error, within the bounds; when they are

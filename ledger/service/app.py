@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-import time
 import types
 from datetime import datetime
 from decimal import Decimal
@@ -21,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import IntegrityError, InternalError
+from eventsourcing.utils import strtobool
 
 from ledger.domain.account import Account
 from ledger.domain import ids
@@ -32,11 +31,10 @@ from ledger.service.handlers import execute
 from ledger.domain.horizon import FUTURE_ALLOWANCE, check_not_future
 from ledger.domain.indexes import AccountSet, CommandRecord, InterestClock, LendingPool, RunLog, pool_change
 from ledger.domain.platform import Platform, default_parameters
-from ledger.read.render import result_events
 from ledger.adapters.retry import Failures, RetryPolicy, StoreUnavailable, classify, describe
 from ledger.service.topics import register as register_moved_topics
 from ledger.service.topics import stored_topics
-from ledger.service.unit_of_work import UnitOfWork
+from ledger.service.unit_of_work import Outcome, UnitOfWork
 
 Result = dict[str, Any]
 BATCH_SIZE = 2000  # commands per transaction (fewer commits; still a bounded unit of work)
@@ -44,20 +42,9 @@ EVENT_PAGE = 500  # events per read when replaying to an instant
 SNAPSHOT_PAGE = 16  # snapshots per read when looking for the one before an instant
 
 
-def ok(events: list[dict[str, Any]], duplicate: bool = False) -> Result:
-    result: Result = {"ok": True, "events": events}
-    if duplicate:
-        result["duplicate"] = True
-    return result
-
-
-def rejected(error: LedgerError) -> Result:
-    return {"ok": False, "error": error.as_dict()}
-
-
-def conflict() -> Result:
-    return rejected(LedgerError("conflict", "other writers kept changing the same accounts, or the store kept "
-                                            "refusing the transaction; nothing was applied: retry"))
+def conflict() -> Outcome:
+    return Outcome(error=LedgerError("conflict", "other writers kept changing the same accounts, or the store "
+                                                 "kept refusing the transaction; nothing was applied: retry"))
 
 
 ACCOUNT_FIELDS = ("account", "from_account", "to_account", "parent")
@@ -150,14 +137,7 @@ class LedgerApp(Application[str]):
         together on a new PostgreSQL database race to create the same tables and functions
         ("tuple concurrently updated", or a duplicate catalog key); that DDL is idempotent,
         so it is retried briefly."""
-        for attempt in range(attempts):
-            try:
-                return cls(env=dict(env))
-            except (InternalError, IntegrityError):
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
-        raise AssertionError("unreachable")
+        return cls.retry.racing(lambda: cls(env=dict(env)), (InternalError, IntegrityError), attempts)
 
     retry = RetryPolicy()  # how transient store errors are retried (tests give a quicker one)
 
@@ -169,10 +149,16 @@ class LedgerApp(Application[str]):
             without_library_retries(recorder)
 
     def construct_repository(self) -> Repository[str]:
-        base = super().construct_repository()
-        repository = LedgerRepository.__new__(LedgerRepository)
-        repository.__dict__.update(base.__dict__)
-        return repository
+        """eventsourcing's ``Application.construct_repository``, building a ``LedgerRepository``."""
+        cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return LedgerRepository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=int(cache_maxsize) if cache_maxsize else None,
+            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            fastforward_skipping=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")),
+        )
 
     def save(self, *aggregates: Any, snapshots: list[Any] | None = None, **kwargs: Any) -> list[Any]:
         """eventsourcing's ``save`` for this application's own aggregates: their events, and
@@ -216,16 +202,18 @@ class LedgerApp(Application[str]):
         for start in range(0, len(objs), BATCH_SIZE):
             batch, limit = [(obj, parsed(obj)) for obj in objs[start:start + BATCH_SIZE]], horizon()
             try:
-                results.extend(self.transact(batch, lambda uow, item: self._execute(uow, item, now, limit),
-                                             referenced([cmd for _, cmd in batch])))
+                outcomes = self.transact(batch, lambda uow, item: self._execute(uow, item, now, limit),
+                                         referenced([cmd for _, cmd in batch]))
             except StoreUnavailable as error:
-                error.done = results + error.done
+                error.done = results + [outcome.as_dict() for outcome in error.done]
                 raise
+            results.extend(outcome.as_dict() for outcome in outcomes)
         return results
 
-    def transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
-                 preload: list[str] | None = None) -> list[Result]:
-        """Run ``step`` for every item in one unit of work and save it in one transaction.
+    def transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Outcome],
+                 preload: list[str] | None = None) -> list[Outcome]:
+        """Run ``step`` for every item in one unit of work and save it in one transaction;
+        a step runs one command (``uow.command``) and answers its ``Outcome``.
 
         When the store refuses it for a transient reason (``ledger.adapters.retry``), everything is
         recomputed from fresh state (``retry.attempts`` times, then item by item), so results
@@ -236,8 +224,8 @@ class LedgerApp(Application[str]):
         ``StoreUnavailable`` when the connection cannot be had again."""
         return self._transact(items, step, preload, self.retry.attempts, self.retry.clock())
 
-    def _transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
-                  preload: list[str] | None, attempts: int, started: float) -> list[Result]:
+    def _transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Outcome],
+                  preload: list[str] | None, attempts: int, started: float) -> list[Outcome]:
         policy = self.retry
         failures = Failures(policy)
         while failures.lost < attempts:
@@ -253,7 +241,7 @@ class LedgerApp(Application[str]):
                     break
                 policy.pause(kind, failures.count(kind) - 1)
         if len(items) > 1:
-            results: list[Result] = []
+            results: list[Outcome] = []
             for item in items:
                 if policy.clock() - started > policy.budget:
                     results.append(conflict())
@@ -266,8 +254,8 @@ class LedgerApp(Application[str]):
             return results
         return [conflict()]
 
-    def _attempt(self, items: list[Any], step: Callable[[UnitOfWork, Any], Result],
-                 preload: list[str] | None) -> list[Result]:
+    def _attempt(self, items: list[Any], step: Callable[[UnitOfWork, Any], Outcome],
+                 preload: list[str] | None) -> list[Outcome]:
         """One try: load, run every step, save.  A save that failed is looked up before the
         error goes on: a connection lost at commit may have lost only the answer."""
         uow = UnitOfWork(self.repository, self.cache.load, self.snapshot_if_due)
@@ -307,32 +295,28 @@ class LedgerApp(Application[str]):
         return self.retry.run(work)
 
     def _execute(self, uow: UnitOfWork, item: tuple[Any, Command | LedgerError], now: Callable[[], datetime],
-                 latest: datetime) -> Result:
+                 latest: datetime) -> Outcome:
         obj, cmd = item
         if isinstance(cmd, LedgerError):
-            return rejected(cmd)
+            return Outcome(error=cmd)
         if cmd.at is not None:  # T4; without `at` a command takes the clock
             try:
                 check_not_future(cmd.at, latest)
             except LedgerError as error:
-                return rejected(error)
-        at = cmd.at or now()
-        uow.begin(at)  # from here on, a rejection rolls back exactly this command
-        try:
-            if cmd.command_id is not None:
-                record = uow.command_record(cmd.command_id)
-                if record is not None:
-                    if record.digest != digest(obj):
-                        raise LedgerError("command_id_conflict", f"command_id {cmd.command_id} was used for another command")
-                    return ok(record.result, duplicate=True)
-            execute(uow, cmd, at)
-            events = result_events(uow.commit())
-            if cmd.command_id is not None:
-                uow.add(CommandRecord(command_id=cmd.command_id, digest=digest(obj), result=events, at=at))
-            return ok(events)
-        except LedgerError as error:
-            uow.rollback()
-            return rejected(error)
+                return Outcome(error=error)
+        with uow.command(cmd.at or now()) as u:  # a rejection rolls back exactly this command
+            record = u.command_record(cmd.command_id) if cmd.command_id is not None else None
+            if record is None:
+                execute(u, cmd)
+            elif record.digest != digest(obj):
+                raise LedgerError("command_id_conflict", f"command_id {cmd.command_id} was used for another command")
+        outcome = u.outcome
+        if not outcome.ok or cmd.command_id is None:
+            return outcome
+        if record is not None:  # T2: answered before
+            return Outcome(answered=record.result)
+        u.add(CommandRecord(command_id=cmd.command_id, digest=digest(obj), result=outcome.public_events, at=u.at))
+        return outcome
 
     # --- queries -----------------------------------------------------------------------------
     def account(self, account: str) -> Account:

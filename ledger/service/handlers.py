@@ -1,11 +1,11 @@
 """The service layer: one handler per command type (SPEC §12).
 
-A handler loads what it needs through the unit of work, runs every guard, then calls the
-aggregates' event methods.  It knows nothing of storage, the CLI or the clock: `at` comes in.
+A handler runs inside one command of the unit of work (``u``, see ``UnitOfWork.command``):
+it loads what it needs through it, runs every guard, then calls the aggregates' event
+methods.  It knows nothing of storage, the CLI or the clock: the command's instant is ``u.at``.
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Callable
 
 from ledger.domain import commands as c
@@ -18,7 +18,7 @@ from ledger.domain.platform import QUOTE
 from ledger.domain.trading import fill_order, place_order
 from ledger.service.unit_of_work import UnitOfWork
 
-Handler = Callable[[UnitOfWork, c.Command, datetime], None]
+Handler = Callable[[UnitOfWork, c.Command], None]
 HANDLERS: dict[type[c.Command], Handler] = {}
 
 # M10: what an API key must hold for each command (any one of the set).  Orders need their
@@ -44,11 +44,11 @@ def handles(kind: type[c.Command]) -> Callable[[Handler], Handler]:
     return register
 
 
-def execute(uow: UnitOfWork, cmd: c.Command, at: datetime) -> None:
-    """Run one command; the caller has called ``uow.begin(at)``."""
+def execute(u: UnitOfWork, cmd: c.Command) -> None:
+    """Run one command inside ``with uow.command(at) as u:``."""
     if cmd.api_key is not None:
-        check_api_key(uow, cmd)
-    HANDLERS[type(cmd)](uow, cmd, at)
+        check_api_key(u, cmd)
+    HANDLERS[type(cmd)](u, cmd)
 
 
 def required_permissions(cmd: c.Command, acct: Account) -> frozenset[str]:
@@ -61,10 +61,10 @@ def required_permissions(cmd: c.Command, acct: Account) -> frozenset[str]:
     return PERMISSIONS.get(type(cmd), frozenset())
 
 
-def check_api_key(uow: UnitOfWork, cmd: c.Command) -> None:
+def check_api_key(u: UnitOfWork, cmd: c.Command) -> None:
     """M9, M10: the key belongs to the command's account, allows the command, and is unified
     when the account is."""
-    key = uow.api_key(cmd.api_key or "")
+    key = u.api_key(cmd.api_key or "")
     if key is None:
         raise LedgerError("unknown_api_key", f"no API key {cmd.api_key}")
     action = cmd.type.replace("_", " ")
@@ -76,7 +76,7 @@ def check_api_key(uow: UnitOfWork, cmd: c.Command) -> None:
     if type(cmd) in FACTS:
         raise LedgerError("api_key_forbidden", f"API keys may not {action}: {FACTS[type(cmd)]} are facts "
                                                "from the exchange's own services (M10)")
-    acct = uow.account(key.account)
+    acct = u.account(key.account)
     permissions = acct.api_keys[key.key_id]["permissions"]
     needed = required_permissions(cmd, acct)
     if not needed.intersection(permissions):
@@ -87,84 +87,84 @@ def check_api_key(uow: UnitOfWork, cmd: c.Command) -> None:
         raise LedgerError("api_key_not_unified", f"{acct.account} is unified; key {key.key_id} lacks the unified option")
 
 
-def touch(uow: UnitOfWork, account: str, at: datetime) -> Account:
-    acct = uow.account(account)
-    acct.check_time(at)
+def touch(u: UnitOfWork, account: str) -> Account:
+    acct = u.account(account)
+    acct.check_time(u.at)
     return acct
 
 
-def master_of(uow: UnitOfWork, acct: Account) -> Account | None:
-    return uow.account(acct.parent) if acct.parent else None
+def master_of(u: UnitOfWork, acct: Account) -> Account | None:
+    return u.account(acct.parent) if acct.parent else None
 
 
 # --- accounts and modes ----------------------------------------------------------------------
 @handles(c.OpenAccount)
-def open_account(uow: UnitOfWork, cmd: c.OpenAccount, at: datetime) -> None:
-    if uow.find_account(cmd.account) is not None:
+def open_account(u: UnitOfWork, cmd: c.OpenAccount) -> None:
+    if u.find_account(cmd.account) is not None:
         raise LedgerError("account_exists", f"account {cmd.account} is already open")
     if cmd.parent is not None:
-        parent = uow.account(cmd.parent)
+        parent = u.account(cmd.parent)
         if not parent.is_master:
             raise LedgerError("parent_not_master", f"{cmd.parent} is a sub-account; sub-accounts have no sub-accounts")
-    uow.add(Account(account=cmd.account, parent=cmd.parent, vip_level=cmd.vip_level, at=at))
+    u.add(Account(account=cmd.account, parent=cmd.parent, vip_level=cmd.vip_level, at=u.at))
 
 
 @handles(c.Whitelist)
-def whitelist(uow: UnitOfWork, cmd: c.Whitelist, at: datetime) -> None:
-    acct = touch(uow, cmd.account, at)
+def whitelist(u: UnitOfWork, cmd: c.Whitelist) -> None:
+    acct = touch(u, cmd.account)
     acct.require_master("join the Unified beta whitelist")
     if not acct.whitelisted:
-        acct.whitelist(at)
+        acct.whitelist(u.at)
 
 
 @handles(c.CompleteRiskAssessment)
-def complete_risk_assessment(uow: UnitOfWork, cmd: c.CompleteRiskAssessment, at: datetime) -> None:
-    acct = touch(uow, cmd.account, at)
+def complete_risk_assessment(u: UnitOfWork, cmd: c.CompleteRiskAssessment) -> None:
+    acct = touch(u, cmd.account)
     acct.require_master("complete the risk assessment")
-    acct.complete_risk_assessment(cmd.score, cmd.agreements_version, at)
+    acct.complete_risk_assessment(cmd.score, cmd.agreements_version, u.at)
 
 
 @handles(c.SwitchMode)
-def switch_mode(uow: UnitOfWork, cmd: c.SwitchMode, at: datetime) -> None:
-    acct = touch(uow, cmd.account, at)
-    acct.switch_mode(cmd.mode, uow.platform, master_of(uow, acct), at)
+def switch_mode(u: UnitOfWork, cmd: c.SwitchMode) -> None:
+    acct = touch(u, cmd.account)
+    acct.switch_mode(cmd.mode, u.platform, master_of(u, acct), u.at)
 
 
 @handles(c.ActivateUnified)
-def activate_unified(uow: UnitOfWork, cmd: c.ActivateUnified, at: datetime) -> None:
-    touch(uow, cmd.account, at).activate_unified(uow.platform, at)
+def activate_unified(u: UnitOfWork, cmd: c.ActivateUnified) -> None:
+    touch(u, cmd.account).activate_unified(u.platform, u.at)
 
 
 @handles(c.CreateApiKey)
-def create_api_key(uow: UnitOfWork, cmd: c.CreateApiKey, at: datetime) -> None:
-    acct = touch(uow, cmd.account, at)
-    if uow.api_key(cmd.key_id) is not None:
+def create_api_key(u: UnitOfWork, cmd: c.CreateApiKey) -> None:
+    acct = touch(u, cmd.account)
+    if u.api_key(cmd.key_id) is not None:
         raise LedgerError("api_key_exists", f"an API key {cmd.key_id} exists")
     if cmd.unified and not acct.is_master and acct.mode != UNIFIED:
-        acct.switch_mode(UNIFIED, uow.platform, master_of(uow, acct), at)  # M8
-    acct.create_api_key(cmd.key_id, cmd.unified, list(cmd.permissions), at)
-    uow.add(ApiKeyIndex(key_id=cmd.key_id, account=cmd.account, at=at))
+        acct.switch_mode(UNIFIED, u.platform, master_of(u, acct), u.at)  # M8
+    acct.create_api_key(cmd.key_id, cmd.unified, list(cmd.permissions), u.at)
+    u.add(ApiKeyIndex(key_id=cmd.key_id, account=cmd.account, at=u.at))
 
 
 # --- money movements ---------------------------------------------------------------------------
 @handles(c.Deposit)
-def deposit(uow: UnitOfWork, cmd: c.Deposit, at: datetime) -> None:
-    acct = touch(uow, cmd.account, at)
-    platform = uow.platform
+def deposit(u: UnitOfWork, cmd: c.Deposit) -> None:
+    acct = touch(u, cmd.account)
+    platform = u.platform
     platform.check_amount(cmd.currency, cmd.amount)
     wallet = acct.check_wallet(cmd.wallet)
-    acct.deposited(cmd.currency, cmd.amount, wallet, at)
-    acct.auto_repay(cmd.currency, cmd.amount, "deposit", platform, at)  # R1
+    acct.deposited(cmd.currency, cmd.amount, wallet, u.at)
+    acct.auto_repay(cmd.currency, cmd.amount, "deposit", platform, u.at)  # R1
 
 
 @handles(c.Withdraw)
-def withdraw(uow: UnitOfWork, cmd: c.Withdraw, at: datetime) -> None:
-    acct = touch(uow, cmd.account, at)
-    platform = uow.platform
+def withdraw(u: UnitOfWork, cmd: c.Withdraw) -> None:
+    acct = touch(u, cmd.account)
+    platform = u.platform
     platform.check_amount(cmd.currency, cmd.amount)
     wallet = acct.check_wallet(cmd.wallet)
     acct.check_can_pay_out(cmd.currency, cmd.amount, wallet, platform)
-    acct.withdrawn(cmd.currency, cmd.amount, wallet, at)
+    acct.withdrawn(cmd.currency, cmd.amount, wallet, u.at)
 
 
 def check_family(src: Account, dst: Account) -> None:
@@ -179,22 +179,22 @@ def check_family(src: Account, dst: Account) -> None:
 
 
 @handles(c.Transfer)
-def transfer(uow: UnitOfWork, cmd: c.Transfer, at: datetime) -> None:
-    src = touch(uow, cmd.from_account, at)
-    dst = touch(uow, cmd.to_account, at)
+def transfer(u: UnitOfWork, cmd: c.Transfer) -> None:
+    src = touch(u, cmd.from_account)
+    dst = touch(u, cmd.to_account)
     check_family(src, dst)
-    platform = uow.platform
+    platform = u.platform
     platform.check_amount(cmd.currency, cmd.amount)
     from_wallet, to_wallet = src.check_wallet(cmd.from_wallet), dst.check_wallet(cmd.to_wallet)
     if src is dst and from_wallet == to_wallet:
         raise LedgerError("transfer_not_allowed", f"a transfer within {src.account} needs two different wallets")
     src.check_can_pay_out(cmd.currency, cmd.amount, from_wallet, platform)
     if src is dst:
-        src.wallet_transferred(cmd.currency, cmd.amount, from_wallet, to_wallet, at)
+        src.wallet_transferred(cmd.currency, cmd.amount, from_wallet, to_wallet, u.at)
         return
-    src.transferred_out(dst.account, cmd.currency, cmd.amount, from_wallet, at)
-    dst.transferred_in(src.account, cmd.currency, cmd.amount, to_wallet, at)
-    dst.auto_repay(cmd.currency, cmd.amount, "transfer_in", platform, at)  # R1
+    src.transferred_out(dst.account, cmd.currency, cmd.amount, from_wallet, u.at)
+    dst.transferred_in(src.account, cmd.currency, cmd.amount, to_wallet, u.at)
+    dst.auto_repay(cmd.currency, cmd.amount, "transfer_in", platform, u.at)  # R1
 
 
 # --- orders ------------------------------------------------------------------------------------
@@ -203,29 +203,29 @@ def limit_of(uow: UnitOfWork, acct: Account, currency: str) -> BorrowLimit:
 
 
 @handles(c.PlaceOrder)
-def place(uow: UnitOfWork, cmd: c.PlaceOrder, at: datetime) -> None:
-    acct = touch(uow, cmd.account, at)
-    place_order(acct, cmd, uow.platform, lambda cur: limit_of(uow, acct, cur).limit, at)
+def place(u: UnitOfWork, cmd: c.PlaceOrder) -> None:
+    acct = touch(u, cmd.account)
+    place_order(acct, cmd, u.platform, lambda cur: limit_of(u, acct, cur).limit, u.at)
 
 
 @handles(c.CancelOrder)
-def cancel(uow: UnitOfWork, cmd: c.CancelOrder, at: datetime) -> None:
-    touch(uow, cmd.account, at).cancel_order(cmd.order_id, at)
+def cancel(u: UnitOfWork, cmd: c.CancelOrder) -> None:
+    touch(u, cmd.account).cancel_order(cmd.order_id, u.at)
 
 
 @handles(c.FillOrder)
-def fill(uow: UnitOfWork, cmd: c.FillOrder, at: datetime) -> None:
-    fill_order(touch(uow, cmd.account, at), cmd, uow.platform, at)
+def fill(u: UnitOfWork, cmd: c.FillOrder) -> None:
+    fill_order(touch(u, cmd.account), cmd, u.platform, u.at)
 
 
 # --- borrowing ----------------------------------------------------------------------------------
 @handles(c.Borrow)
-def borrow(uow: UnitOfWork, cmd: c.Borrow, at: datetime) -> None:
+def borrow(u: UnitOfWork, cmd: c.Borrow) -> None:
     """B3: borrow explicitly within B2."""
-    acct = touch(uow, cmd.account, at)
+    acct = touch(u, cmd.account)
     acct.check_unified()
-    uow.platform.check_amount(cmd.currency, cmd.amount)
-    limit = limit_of(uow, acct, cmd.currency)
+    u.platform.check_amount(cmd.currency, cmd.amount)
+    limit = limit_of(u, acct, cmd.currency)
     if cmd.amount > limit.personal:
         raise LedgerError(
             "borrow_limit_exceeded",
@@ -237,14 +237,14 @@ def borrow(uow: UnitOfWork, cmd: c.Borrow, at: datetime) -> None:
             "platform_limit_exceeded",
             f"the platform may lend {fmt(limit.limit)} more {cmd.currency}; {fmt(cmd.amount)} asked",
         )
-    acct.borrowed(cmd.currency, cmd.amount, "manual", False, at)
+    acct.borrowed(cmd.currency, cmd.amount, "manual", False, u.at)
 
 
 @handles(c.Repay)
-def repay(uow: UnitOfWork, cmd: c.Repay, at: datetime) -> None:
+def repay(u: UnitOfWork, cmd: c.Repay) -> None:
     """B3/R2: repay from cash, never more than owed (a larger amount repays all that is owed)."""
-    acct = touch(uow, cmd.account, at)
-    platform = uow.platform
+    acct = touch(u, cmd.account)
+    platform = u.platform
     platform.check_amount(cmd.currency, cmd.amount)
     owed = acct.liability(cmd.currency)
     if not owed:
@@ -256,114 +256,114 @@ def repay(uow: UnitOfWork, cmd: c.Repay, at: datetime) -> None:
             "insufficient_balance",
             f"{acct.account} has {fmt(max(available, ZERO))} {cmd.currency} available; repaying {fmt(amount)} needs more",
         )
-    acct.repay(cmd.currency, amount, "manual", at)
+    acct.repay(cmd.currency, amount, "manual", u.at)
 
 
 # --- platform parameters ---------------------------------------------------------------------
-def params(uow: UnitOfWork, at: datetime):  # type: ignore[no-untyped-def]
-    platform = uow.platform
-    platform.check_time(at)
+def params(u: UnitOfWork):  # type: ignore[no-untyped-def]
+    platform = u.platform
+    platform.check_time(u.at)
     return platform
 
 
 @handles(c.RegisterCurrency)
-def register_currency(uow: UnitOfWork, cmd: c.RegisterCurrency, at: datetime) -> None:
-    platform = params(uow, at)
+def register_currency(u: UnitOfWork, cmd: c.RegisterCurrency) -> None:
+    platform = params(u)
     if cmd.currency in platform.currencies:
         raise LedgerError("validation_error", f"currency {cmd.currency} is already registered")
-    platform.register_currency(cmd.currency, cmd.precision, at)
+    platform.register_currency(cmd.currency, cmd.precision, u.at)
 
 
 @handles(c.SetPrice)
-def set_price(uow: UnitOfWork, cmd: c.SetPrice, at: datetime) -> None:
+def set_price(u: UnitOfWork, cmd: c.SetPrice) -> None:
     """§4 and B1/R1: a new mark re-values every unified position in BASE-USDT at once."""
-    platform = params(uow, at)
+    platform = params(u)
     platform.check_amount(QUOTE, cmd.price)
     if cmd.currency == QUOTE:
         raise LedgerError("validation_error", "USDT is the quote currency; its price is always 1")
     platform.precision(cmd.currency)
-    holders = [uow.account(a) for a in sorted(uow.holders(f"{cmd.currency}-{QUOTE}").accounts)]
+    holders = [u.account(a) for a in sorted(u.holders(f"{cmd.currency}-{QUOTE}").accounts)]
     holders = [h for h in holders if h.mode == UNIFIED]
     for holder in holders:
-        holder.check_time(at)
+        holder.check_time(u.at)
     before = {h.account: min(h.upl(platform), 0) for h in holders}
-    platform.set_price(cmd.currency, cmd.price, at)
+    platform.set_price(cmd.currency, cmd.price, u.at)
     for holder in holders:
         gain = min(holder.upl(platform), 0) - before[holder.account]
-        holder.settle_futures(platform, at, gain=gain)
+        holder.settle_futures(platform, u.at, gain=gain)
 
 
-def known(uow: UnitOfWork, currency: str, at: datetime):  # type: ignore[no-untyped-def]
-    platform = params(uow, at)
+def known(u: UnitOfWork, currency: str):  # type: ignore[no-untyped-def]
+    platform = params(u)
     platform.precision(currency)
     return platform
 
 
 @handles(c.SetCollateralTiers)
-def set_collateral_tiers(uow: UnitOfWork, cmd: c.SetCollateralTiers, at: datetime) -> None:
+def set_collateral_tiers(u: UnitOfWork, cmd: c.SetCollateralTiers) -> None:
     tiers = [[t.up_to, t.ratio] for t in cmd.tiers]
-    known(uow, cmd.currency, at).set_collateral_tiers(cmd.currency, tiers, at)
+    known(u, cmd.currency).set_collateral_tiers(cmd.currency, tiers, u.at)
 
 
-def check_interest_open(uow: UnitOfWork, at: datetime) -> None:
+def check_interest_open(u: UnitOfWork) -> None:
     """I5/I6: a parameter that decides interest cannot change at or before a charged hour."""
-    closed = uow.interest_clock().closed_until
-    if closed is not None and at <= closed:
+    closed = u.interest_clock().closed_until
+    if closed is not None and u.at <= closed:
         raise LedgerError("out_of_order", f"interest is charged up to {closed.isoformat()}; "
                                           "parameters in force then can no longer change")
 
 
 @handles(c.SetInterestRate)
-def set_interest_rate(uow: UnitOfWork, cmd: c.SetInterestRate, at: datetime) -> None:
-    platform = known(uow, cmd.currency, at)
-    check_interest_open(uow, at)
-    platform.set_interest_rate(cmd.currency, cmd.hourly_rate, cmd.vip_level, at)
+def set_interest_rate(u: UnitOfWork, cmd: c.SetInterestRate) -> None:
+    platform = known(u, cmd.currency)
+    check_interest_open(u)
+    platform.set_interest_rate(cmd.currency, cmd.hourly_rate, cmd.vip_level, u.at)
 
 
 @handles(c.SetInterestFreeAllowance)
-def set_interest_free_allowance(uow: UnitOfWork, cmd: c.SetInterestFreeAllowance, at: datetime) -> None:
-    platform = known(uow, cmd.currency, at)
-    check_interest_open(uow, at)
+def set_interest_free_allowance(u: UnitOfWork, cmd: c.SetInterestFreeAllowance) -> None:
+    platform = known(u, cmd.currency)
+    check_interest_open(u)
     platform.check_amount(cmd.currency, cmd.amount)
-    platform.set_interest_free_allowance(cmd.currency, cmd.amount, at)
+    platform.set_interest_free_allowance(cmd.currency, cmd.amount, u.at)
 
 
 @handles(c.SetBorrowQuota)
-def set_borrow_quota(uow: UnitOfWork, cmd: c.SetBorrowQuota, at: datetime) -> None:
-    platform = known(uow, cmd.currency, at)
+def set_borrow_quota(u: UnitOfWork, cmd: c.SetBorrowQuota) -> None:
+    platform = known(u, cmd.currency)
     platform.check_amount(cmd.currency, cmd.amount)
-    platform.set_borrow_quota(cmd.currency, cmd.amount, cmd.vip_level, at)
+    platform.set_borrow_quota(cmd.currency, cmd.amount, cmd.vip_level, u.at)
 
 
 @handles(c.SetPlatformBorrowLimit)
-def set_platform_borrow_limit(uow: UnitOfWork, cmd: c.SetPlatformBorrowLimit, at: datetime) -> None:
-    platform = known(uow, cmd.currency, at)
+def set_platform_borrow_limit(u: UnitOfWork, cmd: c.SetPlatformBorrowLimit) -> None:
+    platform = known(u, cmd.currency)
     if cmd.amount is not None:
         platform.check_amount(cmd.currency, cmd.amount)
-    platform.set_platform_borrow_limit(cmd.currency, cmd.amount, at)
+    platform.set_platform_borrow_limit(cmd.currency, cmd.amount, u.at)
 
 
 @handles(c.SetMarginRates)
-def set_margin_rates(uow: UnitOfWork, cmd: c.SetMarginRates, at: datetime) -> None:
-    platform = params(uow, at)
+def set_margin_rates(u: UnitOfWork, cmd: c.SetMarginRates) -> None:
+    platform = params(u)
     if cmd.symbol is not None:
         platform.check_symbol(cmd.symbol)
     else:
         platform.precision(cmd.currency or "")
-    platform.set_margin_rates(cmd.symbol or cmd.currency or "", cmd.imr, cmd.mmr, at)
+    platform.set_margin_rates(cmd.symbol or cmd.currency or "", cmd.imr, cmd.mmr, u.at)
 
 
 @handles(c.SetRiskThresholds)
-def set_risk_thresholds(uow: UnitOfWork, cmd: c.SetRiskThresholds, at: datetime) -> None:
-    params(uow, at).set_risk_thresholds(cmd.alert, cmd.liquidation, cmd.target, at)
+def set_risk_thresholds(u: UnitOfWork, cmd: c.SetRiskThresholds) -> None:
+    params(u).set_risk_thresholds(cmd.alert, cmd.liquidation, cmd.target, u.at)
 
 
 @handles(c.SetPlatformFlags)
-def set_platform_flags(uow: UnitOfWork, cmd: c.SetPlatformFlags, at: datetime) -> None:
-    platform = params(uow, at)
+def set_platform_flags(u: UnitOfWork, cmd: c.SetPlatformFlags) -> None:
+    platform = params(u)
     if cmd.beta_highest_vip_rate is not None:
-        check_interest_open(uow, at)
-    platform.set_flags(cmd.flags(), at)
+        check_interest_open(u)
+    platform.set_flags(cmd.flags(), u.at)
 
 
 assert set(HANDLERS) == set(c.AnyCommand.__origin__.__args__), "a command type has no handler"  # type: ignore[attr-defined]

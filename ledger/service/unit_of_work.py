@@ -1,15 +1,18 @@
 """A batch of commands against in-memory aggregates, saved in one transaction.
 
-Handlers reach aggregates only through the unit of work.  It remembers, per command, how
-many pending events each touched aggregate had, so a rejected command can be rolled back
-exactly (T3) while the rest of the batch goes on.  After each accepted command it keeps the
-cross-account indexes in step: position holders and accounts with interest due at once,
-lending pools (what all accounts owe) folded per currency and instant at ``finish()``.
+Handlers reach aggregates only through the unit of work, one command at a time:
+``with uow.command(at) as u: ...``, then ``u.outcome``.  It remembers, per command, how many
+pending events each touched aggregate had, so a rejected command is rolled back exactly (T3)
+while the rest of the batch goes on.  After each accepted command it keeps the cross-account
+indexes in step: position holders and accounts with interest due at once, lending pools
+(what all accounts owe) folded per currency and instant at ``finish()``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Callable, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Repository
@@ -21,9 +24,40 @@ from ledger.domain.errors import LedgerError
 from ledger.domain.indexes import AccountSet, ApiKeyIndex, CommandRecord, InterestClock, LendingPool
 from ledger.domain.margin import base_of
 from ledger.domain.platform import Platform, default_parameters
+from ledger.read.render import result_events
 
 A = TypeVar("A", bound=LedgerAggregate)
 MAX_AGGREGATES_PER_BATCH = 50_000  # a bound on what one transaction may hold in memory
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What came of one command: kept, with the events it triggered (``(aggregate, event)``
+    pairs) and what its work gave back (``value``); or refused with ``error``, nothing of it
+    kept.  ``answered`` is a repeated command's first answer (T2)."""
+
+    events: tuple[tuple[LedgerAggregate, Any], ...] = ()
+    error: LedgerError | None = None
+    value: Any = None
+    answered: list[dict[str, Any]] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @cached_property
+    def public_events(self) -> list[dict[str, Any]]:
+        """The events the command answers with, as plain data (a repeat: the first answer's)."""
+        return self.answered if self.answered is not None else result_events(self.events)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The command's result as machine output: ``ok``, then ``events`` or ``error``."""
+        if self.error is not None:
+            return {"ok": False, "error": self.error.as_dict()}
+        result: dict[str, Any] = {"ok": True, "events": self.public_events}
+        if self.answered is not None:
+            result["duplicate"] = True
+        return result
 
 
 class UnitOfWork:
@@ -41,7 +75,11 @@ class UnitOfWork:
         # liability changes of accepted commands, folded per (currency, at) until finish()
         self._owed_changes: dict[tuple[str, datetime], list[Any]] = {}
         self._owed_pending: dict[str, Decimal] = {}  # the same changes summed per currency
-        self.at: datetime | None = None
+        self.at: datetime | None = None  # the instant of the current (or last) command
+        # what came of the last command; None while one runs, and after one that raised
+        self.outcome: Outcome = None  # type: ignore[assignment]
+        self._given: Any = None
+        self._open = False
 
     # --- reaching aggregates -----------------------------------------------------------------
     def find(self, key: str) -> LedgerAggregate | None:
@@ -115,13 +153,45 @@ class UnitOfWork:
         return self.find(ids.command(command_id))  # type: ignore[return-value]
 
     # --- one command at a time ---------------------------------------------------------------
-    def begin(self, at: datetime) -> None:
+    def command(self, at: datetime) -> UnitOfWork:
+        """Begin one command at instant ``at`` (``u.at``), for ``with uow.command(at) as u:``.
+
+        A normal exit keeps the command: the indexes are brought in step, snapshots taken and
+        its events collected.  A ``LedgerError`` rolls it back exactly (T3) and is suppressed.
+        Either way ``u.outcome`` says what came of it afterwards.  Any other exception goes on
+        (a fault or a store error: the unit of work is then not to be saved)."""
+        assert not self._open, "one command at a time"
+        self._open = True
         self.at = at
+        self.outcome = None  # type: ignore[assignment]
+        self._given = None
         self._marks.clear()
         self._created.clear()
         self._before.clear()
+        return self
 
-    def commit(self) -> list[tuple[LedgerAggregate, Any]]:
+    def __enter__(self) -> UnitOfWork:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: Any) -> bool:
+        self._open = False
+        if error is None:
+            self.outcome = Outcome(tuple(self._commit()), value=self._given)
+        elif isinstance(error, LedgerError):
+            self._rollback()
+            self.outcome = Outcome(error=error)
+        else:
+            return False
+        self._marks.clear()
+        self._created.clear()
+        self._before.clear()
+        return True
+
+    def give(self, value: Any) -> None:
+        """What the command gives back to its caller when it is kept (``outcome.value``)."""
+        self._given = value
+
+    def _commit(self) -> list[tuple[LedgerAggregate, Any]]:
         """Bring the indexes in step and return the events this command triggered."""
         assert self.at is not None
         for key, (liabilities, symbols, was_due, was_alerted) in list(self._before.items()):
@@ -164,7 +234,7 @@ class UnitOfWork:
                 if taken is not None:
                     self.snapshots.append(taken)
 
-    def rollback(self) -> None:
+    def _rollback(self) -> None:
         """T3: put every aggregate this command touched back as it was before it."""
         for key, mark in self._marks.items():
             agg = self.loaded[key]
@@ -172,9 +242,6 @@ class UnitOfWork:
                 self.loaded[key] = None
             elif agg is not None and agg.pending_count != mark:
                 self.loaded[key] = self._rebuild(key, agg._pending_events[:mark])
-        self._marks.clear()
-        self._created.clear()
-        self._before.clear()
 
     def _rebuild(self, key: str, pending: list[Any]) -> LedgerAggregate:
         try:
