@@ -26,7 +26,7 @@ from ledger.domain.base import replay
 from ledger.domain.interest import hourly_rate
 from ledger.domain.money import round_up
 from ledger.domain.platform import Platform
-from ledger.domain.postings import book, postings, unbalanced
+from ledger.domain.postings import book, read, unbalanced
 
 from projections import eventlog
 from projections.sql import ViewDatabase
@@ -143,7 +143,7 @@ def verify(app: LedgerApp, db: ViewDatabase, expected_digest: str | None = None,
             previous = stored  # go on from the recorded link, to report each break once
         try:
             event = app.mapper.to_domain_event(n)
-            legs = postings(n.originator_id, event)
+            legs, _ = read(n.originator_id, event)
         except Exception as error:  # noqa: BLE001 - a tampered row may not decode, or not hold its type's fields
             result.find("chain", f"event {n.id} cannot be read: {type(error).__name__}", position=n.id)
             continue
