@@ -25,7 +25,8 @@ from ledger.service.app import LedgerApp
 from ledger.domain.base import replay
 from ledger.domain.interest import hourly_rate
 from ledger.domain.money import round_up
-from ledger.domain.postings import postings, unbalanced
+from ledger.domain.platform import Platform
+from ledger.domain.postings import book, read, unbalanced
 
 from projections import eventlog
 from projections.sql import ViewDatabase
@@ -122,7 +123,7 @@ def verify(app: LedgerApp, db: ViewDatabase, expected_digest: str | None = None,
     last = 0
     for n, stored in eventlog.by_position(app, db):
         if not views_checked and n.id > views.position:
-            check_views(result, views, states)
+            check_views(result, views, account_balances(states), states)
             views_checked = True
         last = n.id
         result.events_checked += 1
@@ -142,7 +143,7 @@ def verify(app: LedgerApp, db: ViewDatabase, expected_digest: str | None = None,
             previous = stored  # go on from the recorded link, to report each break once
         try:
             event = app.mapper.to_domain_event(n)
-            legs = postings(n.originator_id, event)
+            legs, _ = read(n.originator_id, event)
         except Exception as error:  # noqa: BLE001 - a tampered row may not decode, or not hold its type's fields
             result.find("chain", f"event {n.id} cannot be read: {type(error).__name__}", position=n.id)
             continue
@@ -174,12 +175,13 @@ def verify(app: LedgerApp, db: ViewDatabase, expected_digest: str | None = None,
         if kept != wanted:
             result.find("chain", f"the chain at {position} is not the digest the auditor kept", position=int(position or 0))
     check_aggregates(result, app, db)
-    check_books(result, books, states)
+    balances = account_balances(states)
+    check_books(result, books, balances, states)
     check_replay(result, app, states)
     if result.view_position > last:
         result.find("read_model", f"the views are at {result.view_position}, the log at {last}")
     elif not views_checked:
-        check_views(result, views, states)
+        check_views(result, views, balances, states)
     return result
 
 
@@ -239,10 +241,10 @@ def check_aggregates(result: Verification, app: LedgerApp, db: ViewDatabase) -> 
 def check_interest(result: Verification, n: Any, event: Any, states: dict[str, Any],
                    platform_events: list[Any], app: LedgerApp) -> None:
     """Every InterestCharged recomputes from its inputs and from the history before it."""
-    if type(event).__name__ != "InterestCharged":
+    if type(event) is not Account.InterestCharged:
         return
     acct = states.get(n.originator_id)
-    then = replay(None, [e for e in platform_events if type(e).__name__ == "PlatformInitialised" or e.at <= event.hour])
+    then = replay(None, [e for e in platform_events if type(e) is Platform.PlatformInitialised or e.at <= event.hour])
     places = then.precision(event.currency)
     owed, upl = acct.owed_at(event.currency, event.hour)
     expected = {
@@ -257,25 +259,40 @@ def check_interest(result: Verification, n: Any, event: Any, states: dict[str, A
                         position=n.id, account=ids.account_name(n.originator_id))
 
 
-def check_books(result: Verification, books: dict[tuple[str, str], Decimal], states: dict[str, Any]) -> None:
+Balances = list[tuple[str, str, Decimal, Decimal, Decimal]]  # account, currency, cash, liability, upl_liability
+
+
+def account_balances(states: dict[str, Any]) -> Balances:
+    """Per account and currency the account's cash over all wallets, its liability and the
+    UPL-generated part, as the replayed accounts hold them: what the books and the
+    balances read model are both compared with."""
+    out: Balances = []
+    for agg in states.values():
+        if isinstance(agg, Account):
+            for currency in set(agg.liabilities()) | {c for w in agg.wallets.values() for c in w}:
+                cash = sum((w.get(currency, Decimal(0)) for w in agg.wallets.values()), Decimal(0))
+                out.append((agg.account, currency, cash, agg.liability(currency),
+                            agg.upl_liability.get(currency, Decimal(0))))
+    return out
+
+
+def check_books(result: Verification, books: dict[tuple[str, str], Decimal], balances: Balances,
+                states: dict[str, Any]) -> None:
     """D1: per currency the books sum to zero; each user's books equal the account; the
     lending pools equal what the users owe."""
     totals: dict[str, Decimal] = {}
-    for (book, currency), amount in books.items():
+    for (_, currency), amount in books.items():
         totals[currency] = totals.get(currency, Decimal(0)) + amount
     for currency, total in sorted(totals.items()):
         if total:
             result.find("double_entry", f"the {currency} books sum to {total}, not 0")
     owed_total: dict[str, Decimal] = {}
-    for key, agg in states.items():
-        if isinstance(agg, Account):
-            for currency in set(agg.liabilities()) | {c for w in agg.wallets.values() for c in w}:
-                cash = sum((w.get(currency, Decimal(0)) for w in agg.wallets.values()), Decimal(0))
-                if books.get((f"user:{agg.account}:wallet", currency), Decimal(0)) != cash:
-                    result.find("double_entry", f"{agg.account} {currency}: wallet book differs from the account")
-                if -books.get((f"user:{agg.account}:liability", currency), Decimal(0)) != agg.liability(currency):
-                    result.find("double_entry", f"{agg.account} {currency}: liability book differs from the account")
-                owed_total[currency] = owed_total.get(currency, Decimal(0)) + agg.liability(currency)
+    for account, currency, cash, owed, _ in balances:
+        if books.get((book(account, "wallet"), currency), Decimal(0)) != cash:
+            result.find("double_entry", f"{account} {currency}: wallet book differs from the account")
+        if -books.get((book(account, "liability"), currency), Decimal(0)) != owed:
+            result.find("double_entry", f"{account} {currency}: liability book differs from the account")
+        owed_total[currency] = owed_total.get(currency, Decimal(0)) + owed
     for key, agg in states.items():
         if key.startswith(ids.POOL_PREFIX) and agg.outstanding != owed_total.get(agg.currency, Decimal(0)):
             result.find("double_entry", f"pool {agg.currency} says {agg.outstanding}, accounts owe {owed_total.get(agg.currency, 0)}")
@@ -326,16 +343,11 @@ def read_views(db: ViewDatabase) -> ViewRows:
                     {c: Decimal(str(v)) for c, v in totals})
 
 
-def check_views(result: Verification, views: ViewRows, states: dict[str, Any]) -> None:
+def check_views(result: Verification, views: ViewRows, balances: Balances, states: dict[str, Any]) -> None:
     """The balances and platform-totals read models equal the accounts and pools, as the
     events up to the views' position left them."""
     zero = (Decimal(0),) * 3
-    accounts: dict[tuple[str, str], tuple[Decimal, ...]] = {}
-    for agg in states.values():
-        if isinstance(agg, Account):
-            for currency in set(agg.liabilities()) | {c for w in agg.wallets.values() for c in w}:
-                cash = sum((w.get(currency, Decimal(0)) for w in agg.wallets.values()), Decimal(0))
-                accounts[(agg.account, currency)] = (cash, agg.liability(currency), agg.upl_liability.get(currency, Decimal(0)))
+    accounts = {(account, currency): tuple(sums) for account, currency, *sums in balances}
     for key in sorted(set(views.balances) | set(accounts)):  # rows no account has must be zero too
         if views.balances.get(key, zero) != accounts.get(key, zero):
             result.find("read_model", f"view_balances {key[0]} {key[1]} differs from the account")

@@ -1,18 +1,22 @@
 """The read models (issue 6): SQL tables built from the event log, one row per fact.
 
-Each handler turns one domain event into changes of the views, gathered per batch of events
-(``Batch``) and written together.  Balances are kept per
-(account, currency) over all wallets; money is exact (NUMERIC on PostgreSQL, decimal text on
-SQLite).  Every view advances with the others in one transaction (see runner.py).
+Balances (per account and currency, over all wallets) and platform totals come from each
+event's one reading (``ledger.domain.postings.read``: its postings and memo on the account's
+own books and on the lending pools); the fact rows from a writer per event class (``FACTS``).
+The changes are gathered per batch of events (``Batch``) and written together; money is exact
+(NUMERIC on PostgreSQL, decimal text on SQLite).  Every view advances with the others in one
+transaction (see runner.py).
 """
 from __future__ import annotations
 
 import json
 from datetime import timezone
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from ledger.domain.indexes import pool_change
+from ledger.domain import ids
+from ledger.domain.account import Account
+from ledger.domain.postings import LENDING_POOL, Reading, book, read
 from ledger.read.render import plain
 from projections.sql import ViewDatabase
 
@@ -63,33 +67,28 @@ def stamp(at: Any) -> str:
 
 
 # --- balances ---------------------------------------------------------------------------------
-Delta = tuple[str, Decimal, Decimal, Decimal]  # currency, cash, liability, upl_liability
 Z = Decimal(0)
+# an account's own books (ledger.domain.postings) -> (column of view_balances, sign)
+COLUMNS = {"wallet": (0, 1), "incoming": (0, -1), "liability": (1, -1), "upl_liability": (2, 1)}
+NOT_OWN = (-1, 0)
+Delta = tuple[str, int, Decimal]  # currency, column (0 cash, 1 liability, 2 upl_liability), amount
 
 
-def balance_deltas(name: str, e: Any) -> list[Delta]:
-    """How an account event changes cash (all wallets), liability and its UPL-generated part."""
-    if name in ("Deposited", "TransferredIn"):
-        return [(e.currency, e.amount, Z, Z)]
-    if name in ("Withdrawn", "TransferredOut"):
-        return [(e.currency, -e.amount, Z, Z)]
-    if name == "OrderFilled":
-        return [(c, Decimal(d), Z, Z) for c, d in e.cash.items()]
-    if name == "Borrowed":
-        return [(e.currency, e.amount, e.amount, e.amount if e.upl_generated else Z)]
-    if name == "Repaid":
-        return [(e.currency, -e.amount, -e.amount, -e.upl_generated)]
-    if name == "LiabilityReclassified":
-        return [(e.currency, Z, Z, -e.amount)]
-    if name == "InterestCharged":
-        return [(e.currency, -e.paid, e.capitalized, Z)]
-    if name == "AutoSwapped":
-        return [(e.from_currency, -e.from_amount, Z, Z), (e.to_currency, e.to_amount, Z, Z)]
-    if name == "PositionLiquidated":
-        return [("USDT", e.realized_pnl, Z, Z)]
-    if name == "BadDebtWrittenOff":
-        return [(e.currency, Z, -e.amount, -e.upl_generated)]
-    return []  # ModeSwitched and WalletTransferred move money between wallets only
+def balance_deltas(account: str, reading: Reading) -> list[Delta]:
+    """How an event of ``account`` changes its cash (all wallets), liability and the
+    UPL-generated part: its reading's legs and memo on the account's own books.  A book of
+    another account (the receiver's, on TransferredOut) moves that account's row with that
+    account's own event (TransferredIn), as the account itself moves: the views equal the
+    accounts at every position (audit verify compares them there)."""
+    own, out = book(account, ""), []
+    start = len(own)
+    for part in reading:  # legs, memo
+        for name, currency, amount in part:
+            if name.startswith(own):
+                column, sign = COLUMNS.get(name[start:], NOT_OWN)  # user:<account>:<more>:wallet is not own
+                if column >= 0:
+                    out.append((currency, column, amount if sign > 0 else -amount))
+    return out
 
 
 class Batch:
@@ -108,11 +107,8 @@ class Batch:
         return self.db.execute(statement, params)
 
     def add_balance(self, account: str, delta: Delta) -> None:
-        currency, cash, owed, upl = delta
-        sums = self.balances.setdefault((account, currency), [Z, Z, Z])
-        sums[0] += cash
-        sums[1] += owed
-        sums[2] += upl
+        currency, column, amount = delta
+        self.balances.setdefault((account, currency), [Z, Z, Z])[column] += amount
 
     def add_total(self, currency: str, delta: Decimal) -> None:
         self.totals[currency] = self.totals.get(currency, Z) + delta
@@ -155,34 +151,58 @@ ROWS_PER_READ = 400
 
 # --- one event ----------------------------------------------------------------------------------
 def apply_event(db: Batch, position: int, originator_id: str, e: Any) -> None:
-    """Every view's change for the event at ``position`` in the notification log."""
-    name = type(e).__name__
-    kind, _, account = originator_id.partition("/")
-    if kind == "pool" and name in ("OutstandingChanged", "OutstandingChangesFolded"):
-        db.add_total(account, pool_change(e))
-        return
-    if kind != "account":
-        return
-    for delta in balance_deltas(name, e):
-        db.add_balance(account, delta)
-    at = stamp(e.at) if hasattr(e, "at") else None
-    if name == "InterestCharged":
-        db.write("INSERT INTO view_interest_charges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   [position, account, e.currency, stamp(e.hour), e.liability, e.interest_free, e.rate,
-                    e.interest, e.paid, e.capitalized, at])
-    elif name == "Repaid":
-        db.write("INSERT INTO view_repayments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   [position, account, e.currency, e.amount, e.source, e.principal, e.interest, at])
-    elif name == "AutoSwapped":
-        db.write("INSERT INTO view_forced_swaps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   [position, account, e.from_currency, e.from_amount, e.to_currency, e.to_amount, e.reason, at])
-    elif name == "LiquidationStarted":
-        db.write("INSERT INTO view_liquidations (position, account, started_at, risk_ratio_before, adjusted_equity, "
-                   "maintenance_margin) VALUES (?, ?, ?, ?, ?, ?)",
-                   [position, account, at, e.risk_ratio, e.adjusted_equity, e.maintenance_margin])
-    elif name == "LiquidationCompleted":
-        db.write("UPDATE view_liquidations SET completed_at = ?, risk_ratio_after = ?, bad_debt = ? "
-                   "WHERE account = ? AND completed_at IS NULL",
-                   [at, e.risk_ratio, json.dumps(plain(e.bad_debt), sort_keys=True), account])
-    elif name == "ModeSwitched":
-        db.write("INSERT INTO view_mode_switches VALUES (?, ?, ?, ?, ?)", [position, account, e.from_mode, e.to_mode, at])
+    """Every view's change for the event at ``position`` in the notification log: the
+    balances and platform totals from the event's one reading (ledger.domain.postings), the
+    fact rows from the writer of its class."""
+    reading = read(originator_id, e)
+    _, _, name = originator_id.partition("/")
+    for delta in balance_deltas(name, reading):
+        db.add_balance(name, delta)
+    _, memo = reading
+    for book_name, currency, amount in memo:
+        if book_name == LENDING_POOL:
+            db.add_total(currency, amount)
+    facts = FACTS.get(type(e))
+    if facts is not None and originator_id.startswith(ids.ACCOUNT_PREFIX):
+        facts(db, position, name, e)
+
+
+def _interest_charged(db: Batch, position: int, account: str, e: Any) -> None:
+    db.write("INSERT INTO view_interest_charges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             [position, account, e.currency, stamp(e.hour), e.liability, e.interest_free, e.rate,
+              e.interest, e.paid, e.capitalized, stamp(e.at)])
+
+
+def _repaid(db: Batch, position: int, account: str, e: Any) -> None:
+    db.write("INSERT INTO view_repayments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             [position, account, e.currency, e.amount, e.source, e.principal, e.interest, stamp(e.at)])
+
+
+def _auto_swapped(db: Batch, position: int, account: str, e: Any) -> None:
+    db.write("INSERT INTO view_forced_swaps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             [position, account, e.from_currency, e.from_amount, e.to_currency, e.to_amount, e.reason, stamp(e.at)])
+
+
+def _liquidation_started(db: Batch, position: int, account: str, e: Any) -> None:
+    db.write("INSERT INTO view_liquidations (position, account, started_at, risk_ratio_before, adjusted_equity, "
+             "maintenance_margin) VALUES (?, ?, ?, ?, ?, ?)",
+             [position, account, stamp(e.at), e.risk_ratio, e.adjusted_equity, e.maintenance_margin])
+
+
+def _liquidation_completed(db: Batch, position: int, account: str, e: Any) -> None:
+    db.write("UPDATE view_liquidations SET completed_at = ?, risk_ratio_after = ?, bad_debt = ? "
+             "WHERE account = ? AND completed_at IS NULL",
+             [stamp(e.at), e.risk_ratio, json.dumps(plain(e.bad_debt), sort_keys=True), account])
+
+
+def _mode_switched(db: Batch, position: int, account: str, e: Any) -> None:
+    db.write("INSERT INTO view_mode_switches VALUES (?, ?, ?, ?, ?)",
+             [position, account, e.from_mode, e.to_mode, stamp(e.at)])
+
+
+# event class -> the writer of its fact rows (keyed by class: see ledger.service.topics)
+FACTS: dict[type, Callable[[Batch, int, str, Any], None]] = {
+    Account.InterestCharged: _interest_charged, Account.Repaid: _repaid, Account.AutoSwapped: _auto_swapped,
+    Account.LiquidationStarted: _liquidation_started, Account.LiquidationCompleted: _liquidation_completed,
+    Account.ModeSwitched: _mode_switched,
+}

@@ -726,16 +726,21 @@ def extra_step(h: History, data: st.DataObject) -> None:
         h.apply({"type": "set_platform_flags", "beta_highest_vip_rate": data.draw(st.booleans(), label="beta")})
 
 
+def generated_history(h: History, data: st.DataObject) -> None:
+    """The prelude, 12-30 drawn steps (a quarter of them transfers and rates), the epilogue."""
+    h.prelude()
+    for _ in range(data.draw(st.integers(12, 30), label="steps")):
+        if data.draw(st.integers(0, 3), label="extra?") == 0:
+            extra_step(h, data)
+        else:
+            h.step(data)
+    epilogue(h)
+
+
 def double_entry_example(env: dict[str, str], data: st.DataObject) -> None:
     h = History(env)
     try:
-        h.prelude()
-        for _ in range(data.draw(st.integers(12, 30), label="steps")):
-            if data.draw(st.integers(0, 3), label="extra?") == 0:
-                extra_step(h, data)
-            else:
-                h.step(data)
-        epilogue(h)
+        generated_history(h, data)
         seen = check_double_entry(h.app)
         for name in ("InterestCharged", "AutoSwapped", "BadDebtWrittenOff", "LiquidationStarted",
                      "PositionLiquidated", "Repaid", "TransferredOut", "WalletTransferred", "OrderFilled"):
