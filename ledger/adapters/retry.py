@@ -126,7 +126,7 @@ class RetryPolicy:
     base: float = 0.005  # float-ok: seconds
     cap: float = 0.5  # float-ok: seconds
     reconnect_delay: float = 0.1  # float-ok: seconds
-    reconnect_cap: float = 1.0
+    reconnect_cap: float = 1.0  # float-ok: seconds
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     random: Callable[[], float] = field(default=random.random, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)

@@ -225,7 +225,7 @@ class LedgerApp(Application[str]):
         return self._transact(items, step, preload, self.retry.attempts, self.retry.clock())
 
     def _transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Outcome],
-                  preload: list[str] | None, attempts: int, started: float) -> list[Outcome]:
+                  preload: list[str] | None, attempts: int, started: float) -> list[Outcome]:  # float-ok: a clock reading in seconds
         policy = self.retry
         failures = Failures(policy)
         while failures.lost < attempts:
