@@ -22,7 +22,6 @@ from ledger.domain import ids
 from ledger.domain.base import LedgerAggregate
 from ledger.domain.errors import LedgerError
 from ledger.domain.indexes import AccountSet, ApiKeyIndex, CommandRecord, InterestClock, LendingPool
-from ledger.domain.margin import base_of
 from ledger.domain.platform import Platform, default_parameters
 from ledger.read.render import result_events
 
@@ -165,9 +164,7 @@ class UnitOfWork:
         self.at = at
         self.outcome = None  # type: ignore[assignment]
         self._given = None
-        self._marks.clear()
-        self._created.clear()
-        self._before.clear()
+        self._forget()
         return self
 
     def __enter__(self) -> UnitOfWork:
@@ -182,10 +179,15 @@ class UnitOfWork:
             self.outcome = Outcome(error=error)
         else:
             return False
+        self._forget()
+        return True
+
+    def _forget(self) -> None:
+        """Drop what the unit of work remembers of one command (its marks, creations and the
+        accounts' states before it)."""
         self._marks.clear()
         self._created.clear()
         self._before.clear()
-        return True
 
     def give(self, value: Any) -> None:
         """What the command gives back to its caller when it is kept (``outcome.value``)."""
