@@ -124,3 +124,29 @@ def test_ctrl_c_and_a_closed_output_are_no_traceback(pipe: Pipe, db_url: str) ->
         pass
     assert reader.proc.wait(timeout=30) == 1
     assert "Traceback" not in reader.proc.stderr.read().decode()
+
+
+def test_a_trickle_that_never_pauses_is_answered_while_it_flows(pipe: Pipe) -> None:
+    """A line every millisecond never leaves the input idle for 5 ms, yet the first lines are
+    answered while the producer still writes: a batch goes out once its oldest line waited
+    50 ms (MAX_WAIT), not only at 2,000 lines or at the end."""
+    import threading
+
+    done = threading.Event()
+
+    def produce() -> None:
+        for n in range(1500):  # about 2 s of input, fewer lines than a full batch
+            pipe.send(opened(f"t{n}", command_id=f"t-{n}"))
+            until = time.perf_counter() + 0.001  # float-ok: seconds; a busy wait, as sleep() may oversleep 5 ms
+            while time.perf_counter() < until:
+                pass
+        done.set()
+
+    writer = threading.Thread(target=produce, daemon=True)
+    writer.start()
+    [first] = pipe.results(1)
+    assert first["command_id"] == "t-0" and not done.is_set(), "no answer until the trickle ended"
+    writer.join(timeout=60)
+    got = pipe.results(1499)
+    assert [r["command_id"] for r in got] == [f"t-{n}" for n in range(1, 1500)]
+    assert pipe.close() == (0, "")
