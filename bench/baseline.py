@@ -95,6 +95,19 @@ class RawDB:
         self.conn.execute("DROP TABLE raw_events")
         return seconds
 
+    def commit_each(self, count: int) -> list[float]:  # float-ok: seconds
+        """Seconds to insert and commit one real row, ``count`` times, ascending."""
+        [row] = self.sample(0, self.head())[:1] or [("raw", 1, "raw", b"")]
+        self.create("raw_events", COLUMNS)
+        took = []
+        for _ in range(count):
+            started = time.perf_counter()
+            with self.transaction():
+                self.insert("raw_events", COLUMNS, [row], copy=False)
+            took.append(time.perf_counter() - started)
+        self.conn.execute("DROP TABLE raw_events")
+        return sorted(took)
+
     def create(self, table: str, columns: str) -> None:
         """A fresh plain table: no key, no index."""
         types = {"originator_id": "TEXT", "originator_version": "BIGINT", "topic": "TEXT", "state": self.blob,
