@@ -1,8 +1,10 @@
-"""Snapshots (every 20 account events, 100 pool and 1,000 account-set events) load the same state as a full replay."""
+"""Snapshots (every 20 account events, 100 pool and platform events, 1,000 account-set events) load the same state as a full replay."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from ledger.domain.base import replay
-from tests.helpers import Ledger, at
+from tests.helpers import T0, Ledger, at
 
 
 def normal(value):  # type: ignore[no-untyped-def]
@@ -38,3 +40,36 @@ def test_snapshotted_account_equals_full_replay(ledger: Ledger) -> None:
     assert loaded.positions["BTC-USDT"][0] == full.positions["BTC-USDT"][0]
     assert loaded.liabilities() == full.liabilities() and loaded.wallets == full.wallets
     fresh.close()
+
+
+def test_the_platform_loads_from_a_small_snapshot_however_many_prices(ledger: Ledger) -> None:
+    """Issue 15: the platform is snapshotted every 100 events and its state holds the latest
+    price and rate only, so a fresh process replays at most 100 of its events; the books keyed
+    by VIP level (ints and None) come back as they were."""
+    params = [{"type": "set_interest_rate", "currency": "USDT", "hourly_rate": "0.0001", "vip_level": 2, "at": at(0)},
+              {"type": "set_interest_rate", "currency": "USDT", "hourly_rate": "0.0002", "at": at(0)},
+              {"type": "set_borrow_quota", "currency": "BTC", "amount": "50", "vip_level": 3, "at": at(0)},
+              {"type": "set_margin_rates", "symbol": "BTC-USDT", "imr": "0.2", "mmr": "0.1", "at": at(0)}]
+    prices = [{"type": "set_price", "currency": "BTC", "price": str(40_000 + n), "at": at(1 + n)} for n in range(450)]
+    rates = [{"type": "set_interest_rate", "currency": "USDT", "hourly_rate": f"0.000{n % 9 + 1}", "vip_level": 2,
+              "at": at(500 + n)} for n in range(60)]
+    assert all(r["ok"] for r in ledger.apply(*params, *prices, *rates))
+    fresh = ledger.reopen()
+    try:
+        loaded = fresh.platform()
+        full = replay(None, fresh.app.events.get("platform"))
+        assert loaded.version == full.version == 1 + len(params) + len(prices) + len(rates)
+        assert vars(loaded) == vars(full), "a snapshot loads as the replay"
+        assert loaded.quotas["BTC"][3] == 50 and loaded.rates["USDT"][2] == [(full.last_at, full.rates["USDT"][2][0][1])]
+        snapshots = list(fresh.app.snapshots.get("platform"))
+        assert len(snapshots) == 5 and loaded.version - snapshots[-1].originator_version <= 100
+        assert len(fresh.app.mapper.to_stored_event(snapshots[-1]).state) < 4_000
+        assert loaded.price("BTC") == 40_449
+        for minutes in (0, 0.5, 1, 99, 100, 101, 300, 449, 450, 451, 530, 600):
+            instant = T0 + timedelta(minutes=minutes)
+            then = fresh.app.platform_at(instant)
+            slow = replay(None, [e for e in fresh.app.events.get("platform")
+                                 if type(e).__name__ == "PlatformInitialised" or e.at <= instant])
+            assert vars(then) == vars(slow), f"the platform at {minutes} min"
+    finally:
+        fresh.close()

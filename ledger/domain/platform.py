@@ -12,7 +12,7 @@ from typing import Any
 from eventsourcing.domain import event
 
 from ledger.domain import ids
-from ledger.domain.base import LedgerAggregate
+from ledger.domain.base import LedgerAggregate, LedgerSnapshot
 from ledger.domain.errors import LedgerError
 from ledger.domain.money import ONE, ZERO, decimal_places, fmt
 
@@ -43,8 +43,42 @@ def default_parameters() -> dict[str, Any]:
     }
 
 
+class PlatformSnapshot(LedgerSnapshot):
+    """A snapshot of the platform.  Its state is stored as JSON, whose keys are strings and
+    which has no tuples: the books keyed by VIP level (an int, or None for all levels) are
+    stored as [level, value] pairs, and loading keys them again and gives the tuples back,
+    so a loaded platform equals its replay."""
+
+    KEYED_BY_LEVEL = ("quotas", "rates")
+
+    @classmethod
+    def take(cls, aggregate: Any) -> Any:
+        snapshot = super().take(aggregate)
+        for name in cls.KEYED_BY_LEVEL:
+            snapshot.state[name] = {c: [[level, value] for level, value in levels.items()]
+                                    for c, levels in snapshot.state[name].items()}
+        return snapshot
+
+    def mutate(self, _: None) -> Any:
+        p = super().mutate(None)
+        p.quotas = {c: {level: amount for level, amount in pairs} for c, pairs in p.quotas.items()}
+        p.rates = {c: {level: [tuple(r) for r in history] for level, history in pairs}
+                   for c, pairs in p.rates.items()}
+        p.tiers = {c: [tuple(t) for t in tiers] for c, tiers in p.tiers.items()}
+        p.default_margin = {k: tuple(v) for k, v in p.default_margin.items()}
+        p.margin_rates = {k: tuple(v) for k, v in p.margin_rates.items()}
+        return p
+
+
 class Platform(LedgerAggregate):
-    """Currencies, prices, collateral tiers, rates, quotas, limits, margin rates, flags."""
+    """Currencies, prices, collateral tiers, rates, quotas, limits, margin rates, flags.
+
+    Its state is bounded by what is registered (currencies, symbols, VIP levels), never by
+    history: a price or a rate replaces the one before it (the one in force at an earlier
+    instant is the state at that instant, ``LedgerApp.platform_at``), so its snapshot stays
+    small however many prices were set."""
+
+    Snapshot = PlatformSnapshot
 
     @staticmethod
     def create_id(**_: Any) -> str:
@@ -63,7 +97,7 @@ class Platform(LedgerAggregate):
         self.quotas: dict[str, dict[int | None, Decimal]] = {
             c: {None: amount} for c, amount in p["quotas"].items()
         }
-        # per currency: {vip_level or None: [(at, hourly_rate), ...]} in time order
+        # per currency: {vip_level or None: [(at, hourly_rate)]}, the latest only
         self.rates: dict[str, dict[int | None, list[tuple[datetime, Decimal]]]] = {}
         self.platform_limits: dict[str, Decimal] = {}
         self.default_margin = {k: (v[0], v[1]) for k, v in p["margin"].items()}
@@ -150,7 +184,7 @@ class Platform(LedgerAggregate):
     def set_interest_rate(
         self, currency: str, hourly_rate: Decimal, vip_level: int | None, at: datetime
     ) -> None:
-        self.rates.setdefault(currency, {}).setdefault(vip_level, []).append((at, hourly_rate))
+        self.rates.setdefault(currency, {})[vip_level] = [(at, hourly_rate)]
         self.last_at = at
 
     @event("InterestFreeAllowanceSet")
