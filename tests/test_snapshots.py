@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ledger.domain.base import replay
-from tests.helpers import T0, Ledger, at
+from tests.helpers import D, T0, Ledger, at
+from workers.interest import run_interest
 
 
 def normal(value):  # type: ignore[no-untyped-def]
@@ -73,3 +74,54 @@ def test_the_platform_loads_from_a_small_snapshot_however_many_prices(ledger: Le
             assert vars(then) == vars(slow), f"the platform at {minutes} min"
     finally:
         fresh.close()
+
+
+def test_the_liability_log_keeps_one_entry_per_currency_and_hour(ledger: Ledger) -> None:
+    """Issue 15 / I1: every tick moves a futures holder's UPL-generated liability, and the log
+    sums the changes of each hour, so the account's snapshot stays small; the liability at the
+    top of each uncharged hour is still the sum of the changes up to it, and interest charges it."""
+    ledger.oks({"type": "set_price", "currency": "BTC", "price": "50000", "at": at(0)},
+               {"type": "set_interest_rate", "currency": "USDT", "hourly_rate": "0.0001", "at": at(0)})
+    ledger.unified_master("h", {"USDT": "5000"})
+    ledger.oks({"type": "place_order", "account": "h", "order_id": "f", "market": "futures", "symbol": "BTC-USDT",
+                "side": "buy", "qty": "1", "price": "50000", "at": at(1)},
+               {"type": "fill_order", "account": "h", "order_id": "f", "qty": "1", "price": "50000", "at": at(1)})
+    ticks = [{"type": "set_price", "currency": "BTC", "price": str(40_000 + (n * 7919) % 8_000), "at": at(2 + n * 0.3)}
+             for n in range(900)]  # 4.5 hours of ticks, most of them a Borrowed or a Repaid
+    assert all(r["ok"] for r in ledger.apply(*ticks))
+    fresh = ledger.reopen()
+    try:
+        acct = fresh.account("h")
+        moves = [e for e in fresh.app.events.get("account/h") if type(e).__name__ in ("Borrowed", "Repaid")]
+        assert len(moves) > 500
+        assert len(acct.liability_log) == 5, "one entry for each hour with changes"
+        expected = {}
+        for n in range(1, 6):
+            top = T0 + timedelta(hours=n)
+            owed = sum((e.amount if type(e).__name__ == "Borrowed" else -e.amount for e in moves if e.at <= top),
+                       D(0))
+            assert acct.owed_at("USDT", top)[0] == owed, f"owed at hour {n}"
+            expected[top] = owed
+        largest = max(len(fresh.app.mapper.to_stored_event(s).state) for s in fresh.app.snapshots.get("account/h"))
+        assert largest < 4_000
+        charged = {c.hour: c.liability for c in run_interest(fresh.app, T0 + timedelta(hours=5)).charges}
+        assert charged == {hour: owed for hour, owed in expected.items() if owed}
+        assert fresh.account("h").liability_log == [], "charged hours leave the log"
+    finally:
+        fresh.close()
+
+
+def test_an_old_snapshot_with_one_entry_per_change_loads_summed_by_hour() -> None:
+    """Snapshots written before the log summed each hour hold an entry per change: loading one
+    sums them (LedgerSnapshot.mutate), so it equals what the events replay to now."""
+    from ledger.domain.account import Account
+
+    acct = Account(account="o", parent=None, vip_level=0, at=T0)
+    acct.liability_log = [[T0 + timedelta(minutes=m), c, D(d), D(0)]
+                          for m, c, d in ((10, "USDT", 5), (20, "BTC", 1), (50, "USDT", -2), (60, "USDT", 1),
+                                          (61, "USDT", 4))]
+    snapshot = Account.Snapshot.take(acct)
+    loaded = snapshot.mutate(None)
+    assert loaded.liability_log == [[T0 + timedelta(minutes=10), "USDT", D(4), D(0)],
+                                    [T0 + timedelta(minutes=20), "BTC", D(1), D(0)],
+                                    [T0 + timedelta(minutes=61), "USDT", D(4), D(0)]]

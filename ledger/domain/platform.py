@@ -12,7 +12,7 @@ from typing import Any
 from eventsourcing.domain import event
 
 from ledger.domain import ids
-from ledger.domain.base import LedgerAggregate, LedgerSnapshot
+from ledger.domain.base import LedgerAggregate
 from ledger.domain.errors import LedgerError
 from ledger.domain.money import ONE, ZERO, decimal_places, fmt
 
@@ -43,33 +43,6 @@ def default_parameters() -> dict[str, Any]:
     }
 
 
-class PlatformSnapshot(LedgerSnapshot):
-    """A snapshot of the platform.  Its state is stored as JSON, whose keys are strings and
-    which has no tuples: the books keyed by VIP level (an int, or None for all levels) are
-    stored as [level, value] pairs, and loading keys them again and gives the tuples back,
-    so a loaded platform equals its replay."""
-
-    KEYED_BY_LEVEL = ("quotas", "rates")
-
-    @classmethod
-    def take(cls, aggregate: Any) -> Any:
-        snapshot = super().take(aggregate)
-        for name in cls.KEYED_BY_LEVEL:
-            snapshot.state[name] = {c: [[level, value] for level, value in levels.items()]
-                                    for c, levels in snapshot.state[name].items()}
-        return snapshot
-
-    def mutate(self, _: None) -> Any:
-        p = super().mutate(None)
-        p.quotas = {c: {level: amount for level, amount in pairs} for c, pairs in p.quotas.items()}
-        p.rates = {c: {level: [tuple(r) for r in history] for level, history in pairs}
-                   for c, pairs in p.rates.items()}
-        p.tiers = {c: [tuple(t) for t in tiers] for c, tiers in p.tiers.items()}
-        p.default_margin = {k: tuple(v) for k, v in p.default_margin.items()}
-        p.margin_rates = {k: tuple(v) for k, v in p.margin_rates.items()}
-        return p
-
-
 class Platform(LedgerAggregate):
     """Currencies, prices, collateral tiers, rates, quotas, limits, margin rates, flags.
 
@@ -78,7 +51,23 @@ class Platform(LedgerAggregate):
     instant is the state at that instant, ``LedgerApp.platform_at``), so its snapshot stays
     small however many prices were set."""
 
-    Snapshot = PlatformSnapshot
+    KEYED_BY_LEVEL = ("quotas", "rates")
+
+    def to_snapshot_state(self, state: dict[str, Any]) -> None:
+        """JSON keys are strings: the books keyed by VIP level (an int, or None for all
+        levels) are stored as [level, value] pairs."""
+        for name in self.KEYED_BY_LEVEL:
+            state[name] = {c: [[level, value] for level, value in levels.items()] for c, levels in state[name].items()}
+
+    def from_snapshot_state(self) -> None:
+        """The books keyed by VIP level again, and the tuples JSON gave back as lists: a
+        platform loaded from its snapshot equals its replay."""
+        self.quotas = {c: {level: amount for level, amount in pairs} for c, pairs in self.quotas.items()}
+        self.rates = {c: {level: [tuple(r) for r in history] for level, history in pairs}
+                      for c, pairs in self.rates.items()}
+        self.tiers = {c: [tuple(t) for t in tiers] for c, tiers in self.tiers.items()}
+        self.default_margin = {k: tuple(v) for k, v in self.default_margin.items()}
+        self.margin_rates = {k: tuple(v) for k, v in self.margin_rates.items()}
 
     @staticmethod
     def create_id(**_: Any) -> str:
