@@ -283,7 +283,8 @@ class StoreRun:
         """tick_rate: one `ledger apply` of ``ticks`` BTC marks over ``tick_holders`` futures
         holders, in ticks/s as a ratio to the plain deposit ingest of the same store (as many
         deposits, applied after it); tick_events: events written per tick; largest_snapshot:
-        the largest stored snapshot after the ticks, in KB."""
+        the largest stored snapshot of an account or the platform after the ticks, in KB (the
+        largest index's, an account set of the holders, alongside)."""
         from bench import prices
 
         holders, n, url = self.sizes.tick_holders, self.sizes.ticks, fresh_url(self.store)
@@ -302,7 +303,7 @@ class StoreRun:
                     seconds, rss = child([sys.executable, "-m", "entrypoints", "--db", url, "apply", ticks],
                                          os.path.join(self.workdir, f"{self.store}-ticks.jsonl"))
                 written, snapshots = raw.head() - before, prices.count_snapshots(raw) - snapshots_before
-                largest = prices.largest_snapshot(raw)
+                largest, index = prices.largest_snapshot(raw, accounts=True), prices.largest_snapshot(raw, accounts=False)
                 with self.phase(f"ticks: baseline, ledger apply of {n:,} deposits", "baseline"):
                     base_seconds, _ = child([sys.executable, "-m", "entrypoints", "--db", url, "apply", deposits],
                                             os.path.join(self.workdir, f"{self.store}-deposits.jsonl"))
@@ -315,7 +316,8 @@ class StoreRun:
                        **detail),
                 figure("tick_events", self.store, written / n, "events/tick", n, "ticks", seconds, base, rss, **detail),
                 figure("largest_snapshot", self.store, largest / 1024, "KB", n, "ticks", seconds, base, rss,
-                       note="the largest stored snapshot after the ticks", **detail),
+                       note="the largest stored snapshot of an account or the platform after the ticks",
+                       largest_index_kb=round(index / 1024, 1), **detail),
             ]
         finally:
             drop(url)

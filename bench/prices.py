@@ -87,9 +87,14 @@ def prices(app: LedgerApp, count: int, progress: Progress = None) -> None:
     assert app.repository.get(ids.PLATFORM).version == platform.version
 
 
-def largest_snapshot(raw: Any) -> int:
-    """The largest stored snapshot, in bytes."""
-    return int(raw.rows(f"SELECT COALESCE(MAX(LENGTH(state)), 0) FROM {raw.snapshots}")[0][0])
+def largest_snapshot(raw: Any, accounts: bool) -> int:
+    """The largest stored snapshot of an account or the platform (``accounts``), else of an
+    index (an account set holds its members: its size follows the number of holders, not
+    of ticks), in bytes."""
+    where = "originator_id LIKE ? OR originator_id = ?" if accounts else "NOT (originator_id LIKE ? OR originator_id = ?)"
+    found = raw.rows(f"SELECT COALESCE(MAX(LENGTH(state)), 0) FROM {raw.snapshots} WHERE {where}",
+                     (ids.ACCOUNT_PREFIX + "%", ids.PLATFORM))
+    return int(found[0][0])
 
 
 def count_snapshots(raw: Any) -> int:
