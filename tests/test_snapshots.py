@@ -61,7 +61,9 @@ def test_the_platform_loads_from_a_small_snapshot_however_many_prices(ledger: Le
         full = replay(None, fresh.app.events.get("platform"))
         assert loaded.version == full.version == 1 + len(params) + len(prices) + len(rates)
         assert vars(loaded) == vars(full), "a snapshot loads as the replay"
-        assert loaded.quotas["BTC"][3] == 50 and loaded.rates["USDT"][2] == [(full.last_at, full.rates["USDT"][2][0][1])]
+        assert loaded.quotas["BTC"][3] == 50 and loaded.quotas["BTC"][None] == 20
+        assert loaded.rates["USDT"] == {2: [(T0 + timedelta(minutes=559), D("0.0006"))],
+                                        None: [(T0, D("0.0002"))]}, "the latest rate of each level only"
         snapshots = list(fresh.app.snapshots.get("platform"))
         assert len(snapshots) == 5 and loaded.version - snapshots[-1].originator_version <= 100
         assert len(fresh.app.mapper.to_stored_event(snapshots[-1]).state) < 4_000
