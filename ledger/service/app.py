@@ -39,6 +39,7 @@ from ledger.service.unit_of_work import Outcome, UnitOfWork
 Result = dict[str, Any]
 BATCH_SIZE = 2000  # commands per transaction (fewer commits; still a bounded unit of work)
 EVENT_PAGE = 500  # events per read when replaying to an instant
+AFTER_SNAPSHOT_PAGE = 101  # the first read after a snapshot: the next one is usually within 100 events
 
 
 def conflict() -> Outcome:
@@ -361,15 +362,16 @@ class LedgerApp(Application[str]):
         ``at``, then the events after it up to ``at``, read a page at a time."""
         agg = self._snapshot_before(key, at)
         gt = agg.version if agg is not None else None
+        limit = EVENT_PAGE if agg is None else AFTER_SNAPSHOT_PAGE
         while True:
-            page = list(self.events.get(key, gt=gt, limit=EVENT_PAGE))
+            page = list(self.events.get(key, gt=gt, limit=limit))
             for e in page:
                 if type(e).__name__ != "PlatformInitialised" and getattr(e, "at", at) > at:
                     return agg
                 agg = e.mutate(agg)
-            if len(page) < EVENT_PAGE:
+            if len(page) < limit:
                 return agg
-            gt = page[-1].originator_version
+            gt, limit = page[-1].originator_version, EVENT_PAGE
 
     def _snapshot_before(self, key: str, at: datetime) -> Any:
         """The latest snapshot whose aggregate had no event after ``at`` (every account and
