@@ -1,6 +1,7 @@
 """The benchmark: every figure of the issue on each store, each against its raw-database baseline.
 
-    python -m bench [--quick] [--store sqlite|postgres|both] [--json] [--output PATH]
+    python -m bench [--quick] [--store sqlite|postgres|both] [--only GROUP,...] [--size NAME=N ...]
+                    [--json] [--output PATH]
 
 Figures (sizes of the full run; --quick uses thousands and asserts nothing about speed):
 
@@ -14,6 +15,11 @@ Figures (sizes of the full run; --quick uses thousands and asserts nothing about
 - asof_p50, asof_p99: `account show --as-of` on an account with 10,000 events, 200 random
   instants: milliseconds.
 - verify: `ledger audit verify` over the big store's log: events/s.
+- tick_rate: one `ledger apply` of 10,000 BTC marks over 10,000 unified futures holders, as
+  a ratio to the plain deposit ingest rate of the same store; tick_events: events written
+  per tick; largest_snapshot: the largest stored snapshot after those ticks, KB.
+- startup_after_prices, asof_after_prices: a fresh `account show` (and with `--as-of` in the
+  middle of the prices) after 1,000,000 price events, as a ratio to an empty platform.
 
 Each timed step runs in a fresh process (bench.step, or the `ledger` CLI itself), so each
 figure's peak RSS is its own; set-ups run here and are not timed.  Baselines: see
@@ -32,10 +38,10 @@ import shutil
 import signal
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from bench import report
-from bench.figures import FULL, QUICK, ROOT, StoreRun
+from bench.figures import FULL, GROUPS, QUICK, ROOT, StoreRun
 from bench.stream import write_jsonl
 
 
@@ -52,8 +58,12 @@ def main() -> int:
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--json", action="store_true", help="print the results JSON instead of the tables")
     parser.add_argument("--output", help="the results file (default bench/results.json, or bench/results-quick.json)")
+    parser.add_argument("--only", help=f"comma-separated set-ups to measure, of {', '.join(GROUPS)} (default all)")
+    parser.add_argument("--size", action="append", default=[], metavar="NAME=N",
+                        help="override one size (a field of bench.figures.Sizes), e.g. ticks=1000")
     args = parser.parse_args()
-    sizes = QUICK if args.quick else FULL
+    sizes = replace(QUICK if args.quick else FULL, **{k: int(v) for k, v in (s.split("=", 1) for s in args.size)})
+    groups = tuple(args.only.split(",")) if args.only else GROUPS
     stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
     output = args.output or str(ROOT / "bench" / ("results-quick.json" if args.quick else "results.json"))
     phases = report.Phases()
@@ -62,9 +72,11 @@ def main() -> int:
     try:
         version = postgres_version() if "postgres" in stores else None
         commands = f"{workdir}/commands.jsonl"
-        with phases.phase("all", f"{sizes.ingest_commands:,} mixed commands over {sizes.ingest_accounts:,} accounts", "setup"):
-            write_jsonl(commands, sizes.ingest_commands, sizes.ingest_accounts)
-        figures = [f for store in stores for f in StoreRun(store, sizes, workdir, commands, phases).measure()]
+        if "ingest" in groups:
+            with phases.phase("all", f"{sizes.ingest_commands:,} mixed commands over {sizes.ingest_accounts:,} accounts",
+                              "setup"):
+                write_jsonl(commands, sizes.ingest_commands, sizes.ingest_accounts)
+        figures = [f for store in stores for f in StoreRun(store, sizes, workdir, commands, phases).measure(groups)]
     except Exception as error:  # noqa: BLE001 - the traceback, then one line that sums it up
         report.err.print_exception(max_frames=8)
         report.err.print(f"[red]bench failed[/red]: {type(error).__name__}: {error} (files kept in {workdir})",

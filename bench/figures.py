@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,16 @@ TARGETS: dict[tuple[str, str | None], tuple[str, float]] = {
     ("startup_version", None): ("<=", 0.25),
     ("startup_show", None): ("<=", 0.5),
     ("stream_p99", None): ("<=", 50),
+    ("tick_rate", None): (">=", 0.5),
+    ("tick_events", None): ("<=", 3),
+    ("largest_snapshot", None): ("<=", 16),
+    ("startup_after_prices", None): ("<=", 1.2),
+    ("asof_after_prices", None): ("<=", 1.2),
 }
-FIGURES = ["ingest", "stream_p99", "interest", "sweep", "worker_memory", "scale", "projections", "asof_p50", "asof_p99", "verify",
-           "startup_version", "startup_show"]
+FIGURES = ["ingest", "stream_p99", "interest", "sweep", "worker_memory", "scale", "projections", "asof_p50", "asof_p99",
+           "verify", "startup_version", "startup_show", "tick_rate", "tick_events", "largest_snapshot",
+           "startup_after_prices", "asof_after_prices"]
+GROUPS = ("ingest", "workers", "ticks", "prices")  # what --only may name: the set-ups the figures come from
 
 
 @dataclass(frozen=True)
@@ -55,11 +63,14 @@ class Sizes:
     asof_events: int
     asof_queries: int
     startup_runs: int  # fresh processes per start-up command
+    tick_holders: int  # unified BTC-USDT futures holders
+    ticks: int  # BTC marks applied in one `ledger apply`
+    price_events: int  # prices set before the start-up figures' `account show`
     stream_commands: int = 1_000  # streaming apply: one every 10 ms
 
 
-FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21)
-QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3, 200)
+FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21, 10_000, 10_000, 1_000_000)
+QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3, 100, 100, 20_000, 200)
 
 
 def figure(name: str, store: str, value: float, unit: str, count: int, count_unit: str, seconds: float,
@@ -112,10 +123,15 @@ class StoreRun:
         with open(out, encoding="utf-8") as handle:
             return {line["step"]: {**line, "rss_mb": max(line["rss_mb"], tree)} for line in map(json.loads, handle)}
 
-    def measure(self) -> list[dict[str, Any]]:
-        self.ingest()
-        small = self.scale_store()
-        self.big_store(small)
+    def measure(self, groups: tuple[str, ...] = GROUPS) -> list[dict[str, Any]]:
+        if "ingest" in groups:
+            self.ingest()
+        if "workers" in groups:
+            self.big_store(self.scale_store())
+        if "ticks" in groups:
+            self.ticks()
+        if "prices" in groups:
+            self.startup_after_prices()
         order = {name: i for i, name in enumerate(FIGURES)}
         return sorted(self.figures, key=lambda f: order[f["figure"]])
 
@@ -276,3 +292,82 @@ class StoreRun:
             shown = " ".join([*ledger, *a]).replace(url, "URL")
             self.figures.append(figure(f"startup_{name}", self.store, took[name], "s", 1, "starts", took[name], base,
                                        peak_mb(a), runs=runs, command=shown))
+
+    # --- prices (issue 15) ------------------------------------------------------------------
+    def ticks(self) -> None:
+        """tick_rate: one `ledger apply` of ``ticks`` BTC marks over ``tick_holders`` futures
+        holders, in ticks/s as a ratio to the plain deposit ingest of the same store (as many
+        deposits, applied after it); tick_events: events written per tick; largest_snapshot:
+        the largest stored snapshot of an account or the platform after the ticks, in KB (the
+        largest index's, an account set of the holders, alongside)."""
+        from bench import prices
+
+        holders, n, url = self.sizes.tick_holders, self.sizes.ticks, fresh_url(self.store)
+        try:
+            with self.phase(f"ticks: {holders:,} futures holders", "setup") as progress:
+                app = open_app(url)
+                prices.holders(app, holders, progress)
+                raw = RawDB.of(app, url)
+                app.close()
+                ticks, deposits = os.path.join(self.workdir, "ticks.jsonl"), os.path.join(self.workdir, "deposits.jsonl")
+                prices.write_ticks(ticks, n)
+                prices.write_deposits(deposits, n, holders)
+            try:
+                before, snapshots_before = raw.head(), prices.count_snapshots(raw)
+                with self.phase(f"ticks: ledger apply of {n:,} BTC marks over {holders:,} holders", "timed"):
+                    seconds, rss = child([sys.executable, "-m", "entrypoints", "--db", url, "apply", ticks],
+                                         os.path.join(self.workdir, f"{self.store}-ticks.jsonl"))
+                written, snapshots = raw.head() - before, prices.count_snapshots(raw) - snapshots_before
+                largest, index = prices.largest_snapshot(raw, accounts=True), prices.largest_snapshot(raw, accounts=False)
+                with self.phase(f"ticks: baseline, ledger apply of {n:,} deposits", "baseline"):
+                    base_seconds, _ = child([sys.executable, "-m", "entrypoints", "--db", url, "apply", deposits],
+                                            os.path.join(self.workdir, f"{self.store}-deposits.jsonl"))
+            finally:
+                raw.close()
+            base = {"method": "ledger apply of as many deposits", "seconds": base_seconds, "commands": n}
+            detail = {"holders": holders, "events": written, "snapshots": snapshots}
+            self.figures += [
+                figure("tick_rate", self.store, base_seconds / seconds, "x deposits", n, "ticks", seconds, base, rss,
+                       **detail),
+                figure("tick_events", self.store, written / n, "events/tick", n, "ticks", seconds, base, rss, **detail),
+                figure("largest_snapshot", self.store, largest / 1024, "KB", n, "ticks", seconds, base, rss,
+                       note="the largest stored snapshot of an account or the platform after the ticks",
+                       largest_index_kb=round(index / 1024, 1), **detail),
+            ]
+        finally:
+            drop(url)
+
+    def startup_after_prices(self) -> None:
+        """A fresh `account show` and `account show --as-of` (an instant in the middle of the
+        prices) after ``price_events`` prices, as a ratio to the same on a store whose platform
+        has none; each the median of ``startup_runs`` fresh processes."""
+        from bench import prices
+        from bench.startup import ledger_argv, medians, peak_mb
+
+        n, runs, ledger = self.sizes.price_events, self.sizes.startup_runs, ledger_argv()
+        empty, full = fresh_url(self.store), fresh_url(self.store)
+        try:
+            with self.phase(f"prices: {n:,} price events in batches, and a store without", "setup") as progress:
+                for url in (empty, full):
+                    app = open_app(url)
+                    prices.shown_account(app)
+                    if url == full:
+                        prices.prices(app, n, progress)
+                    app.close()
+            middle = (prices.START + timedelta(seconds=n // 2)).isoformat()
+            args = {name: {"show": ["--db", url, "account", "show", prices.SHOWN],
+                           "asof": ["--db", url, "account", "show", prices.SHOWN, "--as-of", middle]}
+                    for name, url in (("empty", empty), ("full", full))}
+            commands = {f"{name}-{kind}": [*ledger, *a] for name, kinds in args.items() for kind, a in kinds.items()}
+            with self.phase(f"prices: {runs} fresh processes of each command, on both stores", "timed"):
+                took = medians(commands, runs)
+            for kind, figure_name in (("show", "startup_after_prices"), ("asof", "asof_after_prices")):
+                base = {"method": "the same command, platform without prices", "seconds": took[f"empty-{kind}"],
+                        "runs": runs}
+                seconds = took[f"full-{kind}"]
+                self.figures.append(figure(figure_name, self.store, seconds / base["seconds"], "x", 1, "starts", seconds,
+                                           base, peak_mb(args["full"][kind]), runs=runs, price_events=n,
+                                           rss_mb_empty=round(peak_mb(args["empty"][kind]), 1)))
+        finally:
+            drop(empty)
+            drop(full)

@@ -53,7 +53,8 @@ class Account(LedgerAggregate):
         # lists, not tuples, in the state: a snapshot (JSON) gives back lists
         self.positions: dict[str, list[Decimal]] = {}  # symbol -> [qty, entry]
         # I1: per currency, the first hour not yet charged at which something may be owed,
-        # and the liability changes since then (at, currency, liability delta, UPL-tag delta)
+        # and the liability changes since then (at, currency, liability delta, UPL-tag delta),
+        # one entry per currency and hour: the changes of one hour are summed (_log_liability)
         self.interest_due: dict[str, datetime] = {}
         self.liability_log: list[list[Any]] = []  # [at, currency, delta, upl_delta]
         self.closed_until: datetime | None = None  # I6: the last hour charged or settled
@@ -360,16 +361,38 @@ class Account(LedgerAggregate):
         self.last_at = at
 
     def _log_liability(self, at: datetime, currency: str, delta: Decimal, upl_delta: Decimal) -> None:
-        """I1: remember changes while an hour may still be charged on them."""
+        """I1: remember changes while an hour may still be charged on them.  Interest reads
+        the log only at the top of an hour (``owed_at``, ``next_change_after``), and every
+        change in (H − 1 h, H] is on the same side of every top of an hour, so the changes of
+        one currency in one such hour are summed into that hour's first entry (kept at its
+        first change's instant, even when they sum to zero): the log holds at most one entry
+        per currency and uncharged hour, however many changes (a price tick each) there were."""
         if currency not in self.interest_due:
             if not self.liability(currency):
                 return
             self.interest_due[currency] = ceil_hour(at)
-        self.liability_log.append([at, currency, delta, upl_delta])
+        self._add_change(at, currency, delta, upl_delta)
+
+    def from_snapshot_state(self) -> None:
+        """Snapshots taken before the liability log summed each hour's changes hold one
+        entry per change: they are summed the same way, so an account loads from an old
+        snapshot exactly as its events replay now."""
+        log, self.liability_log = self.liability_log, []
+        for at, currency, delta, upl_delta in log:
+            self._add_change(at, currency, delta, upl_delta)
+
+    def _add_change(self, at: datetime, currency: str, delta: Decimal, upl_delta: Decimal) -> None:
+        last = next((e for e in reversed(self.liability_log) if e[1] == currency), None)
+        if last is not None and ceil_hour(last[0]) == ceil_hour(at):
+            last[2] += delta
+            last[3] += upl_delta
+        else:
+            self.liability_log.append([at, currency, delta, upl_delta])
 
     def owed_at(self, currency: str, hour: datetime) -> tuple[Decimal, Decimal]:
-        """I1: (liability, UPL-generated part) at the top of ``hour``: today's, less every
-        logged change after it.  Interest of earlier hours is in today's liability already."""
+        """I1: (liability, UPL-generated part) at the top of ``hour`` (a top of an hour: the
+        log sums each hour's changes): today's, less every logged change after it.  Interest
+        of earlier hours is in today's liability already."""
         owed, upl = self.liability(currency), self.upl_liability.get(currency, ZERO)
         for at, c, delta, upl_delta in reversed(self.liability_log):
             if at <= hour:

@@ -43,7 +43,18 @@ class LedgerSnapshot(CanSnapshotAggregate[str], metaclass=MetaDomainEvent):
         its own ``Aggregate`` class; loading from a snapshot starts with none anyway)."""
         snapshot = super().take(aggregate)
         snapshot.state.pop("_pending_events", None)
+        aggregate.to_snapshot_state(snapshot.state)
         return snapshot
+
+    def mutate(self, _: None) -> Any:
+        """The aggregate the snapshot holds, made as its events would have left it
+        (``from_snapshot_state``).  Every ledger snapshot is stored under this one class's
+        topic, old ones included, so this is where each loads."""
+        aggregate = super().mutate(None)
+        restore = getattr(aggregate, "from_snapshot_state", None)
+        if restore is not None:
+            restore()
+        return aggregate
 
 
 class LedgerAggregate(BaseAggregate[str]):
@@ -54,6 +65,12 @@ class LedgerAggregate(BaseAggregate[str]):
         pass
 
     Snapshot = LedgerSnapshot
+
+    def to_snapshot_state(self, state: dict[str, Any]) -> None:
+        """Make ``state`` (a shallow copy of the aggregate's) storable as JSON, in place."""
+
+    def from_snapshot_state(self) -> None:
+        """Undo ``to_snapshot_state`` on an aggregate just loaded from its snapshot."""
 
     @property
     def pending_count(self) -> int:

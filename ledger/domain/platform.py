@@ -44,7 +44,30 @@ def default_parameters() -> dict[str, Any]:
 
 
 class Platform(LedgerAggregate):
-    """Currencies, prices, collateral tiers, rates, quotas, limits, margin rates, flags."""
+    """Currencies, prices, collateral tiers, rates, quotas, limits, margin rates, flags.
+
+    Its state is bounded by what is registered (currencies, symbols, VIP levels), never by
+    history: a price or a rate replaces the one before it (the one in force at an earlier
+    instant is the state at that instant, ``LedgerApp.platform_at``), so its snapshot stays
+    small however many prices were set."""
+
+    KEYED_BY_LEVEL = ("quotas", "rates")
+
+    def to_snapshot_state(self, state: dict[str, Any]) -> None:
+        """JSON keys are strings: the books keyed by VIP level (an int, or None for all
+        levels) are stored as [level, value] pairs."""
+        for name in self.KEYED_BY_LEVEL:
+            state[name] = {c: [[level, value] for level, value in levels.items()] for c, levels in state[name].items()}
+
+    def from_snapshot_state(self) -> None:
+        """The books keyed by VIP level again, and the tuples JSON gave back as lists: a
+        platform loaded from its snapshot equals its replay."""
+        self.quotas = {c: {level: amount for level, amount in pairs} for c, pairs in self.quotas.items()}
+        self.rates = {c: {level: [tuple(r) for r in history] for level, history in pairs}
+                      for c, pairs in self.rates.items()}
+        self.tiers = {c: [tuple(t) for t in tiers] for c, tiers in self.tiers.items()}
+        self.default_margin = {k: tuple(v) for k, v in self.default_margin.items()}
+        self.margin_rates = {k: tuple(v) for k, v in self.margin_rates.items()}
 
     @staticmethod
     def create_id(**_: Any) -> str:
@@ -63,7 +86,7 @@ class Platform(LedgerAggregate):
         self.quotas: dict[str, dict[int | None, Decimal]] = {
             c: {None: amount} for c, amount in p["quotas"].items()
         }
-        # per currency: {vip_level or None: [(at, hourly_rate), ...]} in time order
+        # per currency: {vip_level or None: [(at, hourly_rate)]}, the latest only
         self.rates: dict[str, dict[int | None, list[tuple[datetime, Decimal]]]] = {}
         self.platform_limits: dict[str, Decimal] = {}
         self.default_margin = {k: (v[0], v[1]) for k, v in p["margin"].items()}
@@ -150,7 +173,7 @@ class Platform(LedgerAggregate):
     def set_interest_rate(
         self, currency: str, hourly_rate: Decimal, vip_level: int | None, at: datetime
     ) -> None:
-        self.rates.setdefault(currency, {}).setdefault(vip_level, []).append((at, hourly_rate))
+        self.rates.setdefault(currency, {})[vip_level] = [(at, hourly_rate)]
         self.last_at = at
 
     @event("InterestFreeAllowanceSet")

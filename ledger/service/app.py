@@ -39,7 +39,7 @@ from ledger.service.unit_of_work import Outcome, UnitOfWork
 Result = dict[str, Any]
 BATCH_SIZE = 2000  # commands per transaction (fewer commits; still a bounded unit of work)
 EVENT_PAGE = 500  # events per read when replaying to an instant
-SNAPSHOT_PAGE = 16  # snapshots per read when looking for the one before an instant
+AFTER_SNAPSHOT_PAGE = 101  # the first read after a snapshot: the next one is usually within 100 events
 
 
 def conflict() -> Outcome:
@@ -140,8 +140,10 @@ class LedgerApp(Application[str]):
     # Snapshot points, taken after the command that crosses one (see snapshot_if_due): an
     # account every 20 events (the workers load every indebted account every 5 minutes; more
     # often cost ingest 6 % per halving), an account set every 1,000 (its snapshot holds every
-    # member), pools and run logs every 100.
-    snapshotting_intervals = {Account: 20, LendingPool: 100, AccountSet: 1000, InterestClock: 100, RunLog: 100}
+    # member), pools, run logs and the platform every 100 (a fresh process or an as-of
+    # replays at most 100 platform events, however many prices were ever set).
+    snapshotting_intervals = {Account: 20, LendingPool: 100, AccountSet: 1000, InterestClock: 100, RunLog: 100,
+                              Platform: 100}
 
     @classmethod
     def open(cls, env: Mapping[str, str], attempts: int = 5) -> "LedgerApp":
@@ -372,32 +374,48 @@ class LedgerApp(Application[str]):
         ``at``, then the events after it up to ``at``, read a page at a time."""
         agg = self._snapshot_before(key, at)
         gt = agg.version if agg is not None else None
+        limit = EVENT_PAGE if agg is None else AFTER_SNAPSHOT_PAGE
         while True:
-            page = list(self.events.get(key, gt=gt, limit=EVENT_PAGE))
+            page = list(self.events.get(key, gt=gt, limit=limit))
             for e in page:
                 if type(e).__name__ != "PlatformInitialised" and getattr(e, "at", at) > at:
                     return agg
                 agg = e.mutate(agg)
-            if len(page) < EVENT_PAGE:
+            if len(page) < limit:
                 return agg
-            gt = page[-1].originator_version
+            gt, limit = page[-1].originator_version, EVENT_PAGE
 
     def _snapshot_before(self, key: str, at: datetime) -> Any:
         """The latest snapshot whose aggregate had no event after ``at`` (every account and
-        platform event sets ``last_at`` to its own ``at``), as an aggregate; None if none."""
-        lte = None
-        while self.snapshots is not None:
-            page = list(self.snapshots.get(key, desc=True, lte=lte, limit=SNAPSHOT_PAGE))
-            for snapshot in page:
-                if "last_at" not in snapshot.state:
-                    return None  # an aggregate without a clock: replay from the start
-                last_at = snapshot.state["last_at"]
-                if last_at is None or last_at <= at:
-                    return snapshot.mutate(None)
-            if len(page) < SNAPSHOT_PAGE:
-                return None
-            lte = page[-1].originator_version - 1
-        return None
+        platform event sets ``last_at`` to its own ``at``), as an aggregate; None if none.
+        T1 keeps ``last_at`` in version order, so the snapshot is found by bisecting the
+        versions: a few reads, however many snapshots there are."""
+        if self.snapshots is None:
+            return None
+
+        def latest_up_to(version: int | None) -> Any:
+            return next(iter(self.snapshots.get(key, desc=True, lte=version, limit=1)), None)
+
+        def before(snapshot: Any) -> bool:
+            last_at = snapshot.state["last_at"]
+            return last_at is None or last_at <= at
+
+        latest = latest_up_to(None)
+        if latest is None or "last_at" not in latest.state:
+            return None  # none, or an aggregate without a clock: replay from the start
+        if before(latest):
+            return latest.mutate(None)
+        best, low, high = None, 1, latest.originator_version - 1
+        while low <= high:
+            middle = (low + high) // 2
+            snapshot = latest_up_to(middle)
+            if snapshot is None:
+                low = middle + 1
+            elif before(snapshot):
+                best, low = snapshot, middle + 1
+            else:
+                high = snapshot.originator_version - 1
+        return best.mutate(None) if best is not None else None
 
     def platform_at(self, at: datetime | None) -> Platform:
         found = self.state_at(ids.PLATFORM, at) if at else self.find(ids.PLATFORM)
