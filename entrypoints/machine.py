@@ -45,15 +45,13 @@ def accounts_at(app: "LedgerApp", at: datetime) -> list[dict[str, Any]]:
     return views
 
 
-def history_rows(account: str, events: list[Any]) -> list[dict[str, Any]]:
-    """`history`: each event with its name, instant and sequence number first."""
-    rows = []
-    for e in events:
-        row = event_dict(ids.account(account), e)
-        row.pop("account", None)
-        rows.append({"type": row.pop("type"), "at": rfc3339(e.at), "seq": e.originator_version,
-                     **{k: v for k, v in row.items() if k != "at"}})
-    return rows
+def history_row(key: str, e: Any) -> dict[str, Any]:
+    """`history`: one event with its name, instant and sequence number first (``key``: the
+    account's aggregate id)."""
+    row = event_dict(key, e)
+    row.pop("account", None)
+    return {"type": row.pop("type"), "at": rfc3339(e.at), "seq": e.originator_version,
+            **{k: v for k, v in row.items() if k != "at"}}
 
 
 def interest_run(run_at: datetime, run: Any) -> dict[str, Any]:

@@ -128,13 +128,26 @@ def accounts(out: "Console", rows: list[dict[str, Any]]) -> None:
            ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"], r["risk_ratio"]] for r in rows])
 
 
-def history(out: "Console", rows: list[dict[str, Any]]) -> None:
-    """`history`: one line per event, its fields as key=value."""
+def history(out: "Console", rows: Iterable[dict[str, Any]]) -> None:
+    """`history`: one line per event as it is read (seq, instant, name, its fields as
+    key=value), never a table that would hold every row."""
     import json
 
-    show(out, ["seq", "at", "event", "details"],
-         [[r["seq"], r["at"], r["type"], ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-                                                   for k, v in r.items() if k not in ("type", "at", "seq"))] for r in rows])
+    write = out.file.write
+    write(f"{'seq':>6}  {'at':<24}  {'event':<22}  details\n")
+    for number, r in enumerate(rows, 1):
+        details = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                            for k, v in r.items() if k not in ("type", "at", "seq"))
+        write(f"{r['seq']:>6}  {r['at']:<24}  {r['type']:<22}  {details}\n")
+        if number % 1000 == 0:
+            out.file.flush()
+    out.file.flush()
+
+
+def history_cursor(out: "Console", cursor: Optional[str]) -> None:
+    """`history --limit`: where the next page starts, or that none follows."""
+    out.file.write(f"next cursor: {cursor}\n" if cursor else "no more events\n")
+    out.file.flush()
 
 
 def interest_run(out: "Console", shown: dict[str, Any], totals: dict[str, Any]) -> None:
