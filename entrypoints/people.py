@@ -150,18 +150,19 @@ def history_cursor(out: "Console", cursor: Optional[str]) -> None:
     out.file.flush()
 
 
-def interest_run(out: "Console", shown: dict[str, Any], totals: dict[str, Any]) -> None:
-    """`interest run`: the charges, their totals per currency, the accounts skipped."""
+def interest_run(out: "Console", run: Any) -> None:
+    """`interest run`: the charges per hour and currency, their totals, the accounts skipped
+    (one row per hour charged, not per charge: a catch-up charges every account every hour)."""
     from ledger.domain.money import fmt
+    from ledger.read.render import rfc3339
 
-    charges = shown["charges"]
-    show(out, ["account", "currency", "hour", "liability", "free", "rate", "interest", "paid", "capitalized"],
-         [[c["account"], c["currency"], c["hour"], c["liability"], c["interest_free"], c["rate"], c["interest"], c["paid"],
-           c["capitalized"]] for c in charges])
-    summed = ", ".join(f"{fmt(v)} {c}" for c, v in totals.items()) or "nothing"
-    out.print(f"{len(charges)} charges on {len({c['account'] for c in charges})} accounts at {shown['at']}: {summed}",
-              highlight=False)
-    skipped(out, shown["skipped"])
+    if run.by_hour:
+        show(out, ["hour", "currency", "charges", "interest"],
+             [[rfc3339(hour), currency, number, fmt(interest)]
+              for (hour, currency), (number, interest) in sorted(run.by_hour.items())])
+    summed = ", ".join(f"{fmt(v)} {c}" for c, v in run.totals().items()) or "nothing"
+    out.print(f"{run.count} charges on {run.accounts} accounts at {rfc3339(run.at)}: {summed}", highlight=False)
+    skipped(out, run.skipped)
 
 
 def sweep_run(out: "Console", shown: dict[str, Any], accounts: int) -> None:
