@@ -59,39 +59,44 @@ def page(app: LedgerApp, account: str, only: Only, limit: int, cursor: Optional[
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
         raise LedgerError("validation_error", f"limit must be a whole number from 1 to {MAX_PAGE}, not {limit!r}")
     found: list[Any] = []
-    more = False
-    for event in events(app, account, only, after=decode_cursor(cursor)):
-        if len(found) == limit:
-            more = True
-            break
-        found.append(event)
-    return found, encode_cursor(found[-1].originator_version) if more else None
+    for stored in _stored(app, account, only, decode_cursor(cursor), limit + 1):
+        if len(found) == limit:  # one more passes the name: the next page has it (the range bounds its time)
+            return found, encode_cursor(found[-1].originator_version)
+        event = app.mapper.to_domain_event(stored)
+        if only.admits(event):
+            found.append(event)
+    return found, None
 
 
 def events(app: LedgerApp, account: str, only: Only = Only(), after: int = 0) -> Iterator[Any]:
     """The account's events after version ``after`` that ``only`` admits, in order, read
-    ``CHUNK`` at a time as they are consumed (``unknown_account`` when there is no such
-    account, raised before the first event)."""
+    ``CHUNK`` at a time as they are consumed; ``unknown_account`` when there is no such
+    account, raised before the first event."""
+    return (event for event in map(app.mapper.to_domain_event, _stored(app, account, only, after, CHUNK))
+            if only.admits(event))
+
+
+def _stored(app: LedgerApp, account: str, only: Only, after: int, first_read: int) -> Iterator[Any]:
+    """The stored events after version ``after`` in the version range of ``only``'s instants,
+    of its name, undecoded; the first read of ``first_read`` (a page's size), then of
+    ``CHUNK``.  ``unknown_account`` is raised before the first."""
     key = ids.account(account)
     last = last_version(app, key)
     if last == 0:
         raise LedgerError("unknown_account", f"no account {account}")
-    return _events(app, key, only, after, last)
+    return _reads(app, key, only, after, last, min(first_read, CHUNK))
 
 
-def _events(app: LedgerApp, key: str, only: Only, after: int, last: int) -> Iterator[Any]:
+def _reads(app: LedgerApp, key: str, only: Only, after: int, last: int, size: int) -> Iterator[Any]:
     low, high = versions(app, key, only, last)  # the versions low..high may pass: the rest cannot
     start = max(after, low - 1)
     wanted = named(only.kind)
     while start < high:
-        stored = app.reading(lambda: app.recorder.select_events(key, gt=start, lte=high, limit=CHUNK))
+        stored = app.reading(lambda: app.recorder.select_events(key, gt=start, lte=high, limit=size))
+        size = CHUNK
         if not stored:
             return
-        for s in stored:
-            if wanted(s.topic):
-                event = app.mapper.to_domain_event(s)
-                if only.admits(event):
-                    yield event
+        yield from (s for s in stored if wanted(s.topic))
         start = stored[-1].originator_version
 
 
