@@ -165,19 +165,19 @@ def history(
         except LedgerError as error:
             fail(error.message, 1 if error.code == "unknown_account" else 2)
         key = ids.account(account)
-        last: list[int] = []  # the version of the last event written
-        more: list[bool] = []
+        last, more = 0, False  # the version of the last event written; whether another follows
 
         def rows() -> Iterator[dict[str, Any]]:
+            nonlocal last, more
             for number, event in enumerate(found):
-                if limit is not None and number == limit:
-                    more.append(True)
+                if number == limit:
+                    more = True
                     return
-                last[:] = [event.originator_version]
+                last = event.originator_version
                 yield machine.history_row(key, event)
 
         def next_cursor() -> Optional[str]:
-            return encode_cursor(last[0]) if more else None
+            return encode_cursor(last) if more else None
 
         if as_json:
             emit_streamed([("items", rows()), ("next_cursor", next_cursor)] if limit is not None else rows())
