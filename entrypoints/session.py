@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Optional, TypeVar
 
 import typer
@@ -72,13 +73,16 @@ def emit_streamed(fields: Iterable[tuple[str, Any]] | Iterable[Any]) -> None:
 
 
 def _array(out: Any, items: Iterator[Any], indent: str) -> None:
+    """``items`` as ``emit`` indents an array, written 500 at a time (one ``json.dumps`` per
+    500: its indented encoder is Python, slow called per item)."""
     out.write("[")
-    count = 0
-    for count, item in enumerate(items, 1):
-        out.write(("," if count > 1 else "") + f"\n{indent}  " + _indented(item, indent + "  "))
-        if count % 1000 == 0:
-            out.flush()
-    out.write(f"\n{indent}]" if count else "]")
+    written = False
+    while chunk := list(islice(items, 500)):
+        inner = json.dumps(chunk, indent=2)[1:-2]  # the items' lines, without "[" and "\n]"
+        out.write(("," if written else "") + (inner.replace("\n", "\n" + indent) if indent else inner))
+        out.flush()
+        written = True
+    out.write(f"\n{indent}]" if written else "]")
 
 
 def _indented(value: Any, indent: str) -> str:
