@@ -122,3 +122,33 @@ def busy_account(app: LedgerApp, account: str, events: int) -> None:
     cmds += [{"type": "deposit" if i % 2 else "withdraw", "account": account, "currency": "USDT", "amount": "100",
               "at": at(i)} for i in range(3, events)]
     apply_all(app, cmds)
+
+
+def copy_store(url: str) -> str:
+    """A copy of the store at ``url`` (nothing may be connected to it): the SQLite file
+    copied, or a PostgreSQL database made from it as a template."""
+    env = persistence_env(url)
+    if "SQLITE_DBNAME" in env:
+        target = fresh_url("sqlite")
+        shutil.copyfile(env["SQLITE_DBNAME"], persistence_env(target)["SQLITE_DBNAME"])
+        return target
+    import psycopg
+
+    name = f"ledger_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], user=env["POSTGRES_USER"],
+                         dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{env["POSTGRES_DBNAME"]}"')
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def top_up(app: LedgerApp, accounts: int, events: int, progress: Progress = None) -> None:
+    """Deposits of 1 USDT over indebted_accounts' ``accounts``, in turn, a chunk at a time
+    until the log holds ``events`` events, at START + 2 h (after the big store's runs)."""
+    at, n = (START + timedelta(hours=2)).isoformat(), 0
+    while (head := app.recorder.max_notification_id() or 0) < events:
+        if progress:
+            progress(head, events)
+        cmds = [{"type": "deposit", "account": f"acct-{(n + i) % accounts:06d}", "currency": "USDT", "amount": "1", "at": at}
+                for i in range(min(CHUNK, events - head))]
+        n += len(cmds)
+        apply_all(app, cmds)

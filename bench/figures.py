@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import RawDB, combine
-from bench.common import breach_every_100th, busy_account, crash, drop, fresh_url, indebted_accounts, open_app
+from bench.common import (INTEREST_AT, START, apply_all, breach_every_100th, busy_account, copy_store, crash, drop, fresh_url,
+                          indebted_accounts, open_app, platform_commands, top_up)
 from bench.memory import PeakSampler
 from bench.report import Phases
 from bench.step import instants, percentile
@@ -47,11 +48,18 @@ TARGETS: dict[tuple[str, str | None], tuple[str, float]] = {
     ("largest_snapshot", None): ("<=", 16),
     ("startup_after_prices", None): ("<=", 1.2),
     ("asof_after_prices", None): ("<=", 1.2),
+    ("history_first_page", None): ("<=", 1.2),
+    ("catchup", None): ("<=", 500),
+    ("catchup_rate", None): (">=", 1.0),
+    ("catchup_human", None): ("<=", 1.1),
+    ("verify_memory", None): ("<=", 500),
+    ("verify_memory_rate", None): (">=", 50_000),
 }
 FIGURES = ["ingest", "stream_p99", "interest", "sweep", "worker_memory", "scale", "projections", "asof_p50", "asof_p99",
-           "verify", "startup_version", "startup_show", "tick_rate", "tick_events", "largest_snapshot",
+           "verify", "startup_version", "startup_show", "history_first_page", "catchup", "catchup_rate", "catchup_human",
+           "verify_memory", "verify_memory_rate", "tick_rate", "tick_events", "largest_snapshot",
            "startup_after_prices", "asof_after_prices"]
-GROUPS = ("ingest", "workers", "ticks", "prices")  # what --only may name: the set-ups the figures come from
+GROUPS = ("ingest", "history", "workers", "ticks", "prices")  # what --only may name: the set-ups the figures come from
 
 
 @dataclass(frozen=True)
@@ -66,11 +74,15 @@ class Sizes:
     tick_holders: int  # unified BTC-USDT futures holders
     ticks: int  # BTC marks applied in one `ledger apply`
     price_events: int  # prices set before the start-up figures' `account show`
+    history_events: int  # the busy account of history_first_page (against one of 10)
+    catchup_accounts: int  # interest catch-up of this many accounts over CATCHUP_HOURS
+    verify_events: int  # the big store topped up to this many events for verify_memory
     stream_commands: int = 1_000  # streaming apply: one every 10 ms
 
 
-FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21, 10_000, 10_000, 1_000_000)
-QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3, 100, 100, 20_000, 200)
+FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21, 10_000, 10_000, 1_000_000, 100_000, 100_000, 1_000_000)
+QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3, 100, 100, 20_000, 2_000, 300, 30_000, 200)
+CATCHUP_HOURS = 24
 
 
 def figure(name: str, store: str, value: float, unit: str, count: int, count_unit: str, seconds: float,
@@ -126,6 +138,9 @@ class StoreRun:
     def measure(self, groups: tuple[str, ...] = GROUPS) -> list[dict[str, Any]]:
         if "ingest" in groups:
             self.ingest()
+        if "history" in groups:
+            self.history()
+            self.catchup()
         if "workers" in groups:
             self.big_store(self.scale_store())
         if "ticks" in groups:
@@ -173,6 +188,75 @@ class StoreRun:
         self.figures.append(figure("stream_p99", self.store, took["p99"] * 1000, "ms", 1, "commands", took["p99"], base,
                                    took["rss_mb"], p50_ms=took["p50"] * 1000, commands=took["count"],
                                    note="write of a line to the read of its result; ratio: a raw commit's p99 over this"))
+
+    # --- history: the first page of a busy account against one of 10 events ------------------
+    def history(self) -> None:
+        n, url = self.sizes.history_events, fresh_url(self.store)
+        try:
+            with self.phase(f"history: an account with {n:,} events, one with 10", "setup"):
+                app = open_app(url)
+                apply_all(app, platform_commands(START.isoformat()))
+                busy_account(app, "busy", n)
+                busy_account(app, "few", 10)
+                app.close()
+            with self.phase("history: first pages (median of 21 each)", "timed"):
+                pages = self.steps(url, "history", account="busy", other="few")["history"]
+            whole = {}
+            for label, extra in (("table", []), ("json", ["--json"])):
+                with self.phase(f"history: `ledger history busy {' '.join(extra)}`, all {n:,} events", "timed"):
+                    whole[label] = child([sys.executable, "-m", "entrypoints", "--db", url, "history", "busy", *extra],
+                                         os.path.join(self.workdir, f"{self.store}-history-{label}.out"))
+            base = {"method": "the same first page of an account with 10 events", "seconds": pages["other_seconds"]}
+            self.figures.append(figure(
+                "history_first_page", self.store, pages["seconds"] / pages["other_seconds"], "x", 1, "pages",
+                pages["seconds"], base, pages["rss_mb"], account_events=n, since_last_event_seconds=pages["since_seconds"],
+                page_100_seconds=pages["page_100_seconds"],
+                whole_table_seconds=whole["table"][0], whole_table_rss_mb=round(whole["table"][1], 1),
+                whole_json_seconds=whole["json"][0], whole_json_rss_mb=round(whole["json"][1], 1),
+                note=f"a page of 10: {n:,} events over 10; whole_*: `ledger history` of all {n:,} in a fresh process"))
+        finally:
+            drop(url)
+
+    # --- interest catch-up: N accounts x 24 hours ---------------------------------------------
+    def catchup(self) -> None:
+        n, hours, url = self.sizes.catchup_accounts, CATCHUP_HOURS, fresh_url(self.store)
+        urls = [url]
+        try:
+            with self.phase(f"catch-up: {n:,} indebted accounts, three copies", "setup") as progress:
+                app = open_app(url)
+                indebted_accounts(app, n, progress=progress)
+                app.close()
+                urls += [copy_store(url), copy_store(url)]
+            last = (START + timedelta(hours=hours - 1, minutes=59)).isoformat().replace("+00:00", "Z")
+            single = INTEREST_AT.isoformat().replace("+00:00", "Z")
+            runs = {}
+            for label, target, hour, extra in (("json", urls[0], last, ["--json"]), ("human", urls[1], last, []),
+                                               ("single", urls[2], single, ["--json"])):
+                out = os.path.join(self.workdir, f"{self.store}-catchup-{label}.out")
+                with self.phase(f"catch-up: `ledger interest run --hour {hour} {' '.join(extra)}`", "timed"):
+                    runs[label] = child([sys.executable, "-m", "entrypoints", "--db", target, "interest", "run",
+                                         "--hour", hour, *extra], out)
+                if label != "human":
+                    with open(out, encoding="utf-8") as handle:
+                        charges = sum(1 for line in handle if line.startswith('      "account": '))
+                    if charges != n * (hours if label == "json" else 1):
+                        raise RuntimeError(f"interest run --hour {hour}: {charges} charges, not {n} x the hours")
+        finally:
+            for each in urls:
+                drop(each)
+        (json_s, json_mb), (human_s, human_mb), (single_s, single_mb) = runs["json"], runs["human"], runs["single"]
+        count = n * hours
+        base = {"method": "single-hour run of the same accounts (ledger interest run --json), per account-hour",
+                "seconds": single_s * hours, "single_hour_seconds": single_s, "single_hour_rss_mb": round(single_mb, 1)}
+        detail = {"accounts": n, "hours": hours, "human_seconds": human_s, "human_rss_mb": round(human_mb, 1)}
+        self.figures += [
+            figure("catchup", self.store, max(json_mb, human_mb), "MB", count, "account-hours", json_s, base,
+                   max(json_mb, human_mb), note="peak RSS of `ledger interest run`, --json or not", **detail),
+            figure("catchup_rate", self.store, (count / json_s) / (n / single_s), "x", count, "account-hours", json_s, base,
+                   json_mb, note="account-hours/s of the catch-up over the single-hour run's", **detail),
+            figure("catchup_human", self.store, human_s / json_s, "x", count, "account-hours", human_s, base, human_mb,
+                   note="seconds without --json over with it", **detail),
+        ]
 
     # --- the small store: interest at a tenth of the size, for the scale figure --------------
     def scale_store(self) -> dict[str, Any]:
@@ -251,6 +335,10 @@ class StoreRun:
 
     def reads(self, url: str, raw: RawDB, shared: list[str]) -> None:
         store, sizes = self.store, self.sizes
+        with self.phase(f"the log topped up to {sizes.verify_events:,} events (deposits)", "setup") as progress:
+            app = open_app(url)
+            top_up(app, sizes.accounts, sizes.verify_events, progress)
+            app.close()
         head = raw.head()
         with self.phase(f"projections: catch-up from zero over {head:,} events", "timed"):
             proj = self.steps(url, "projections")["projections"]
@@ -272,6 +360,10 @@ class StoreRun:
                    proj["seconds"], proj_base, proj["rss_mb"]),
             figure("verify", store, verify["count"] / verify["seconds"], "events/s", verify["count"], "events",
                    verify["seconds"], verify_base, verify["rss_mb"]),
+            figure("verify_memory", store, verify["rss_mb"], "MB", verify["count"], "events", verify["seconds"], verify_base,
+                   verify["rss_mb"], note="peak RSS of the verify process (a fresh one; its seal and view catch-up first)"),
+            figure("verify_memory_rate", store, verify["count"] / verify["seconds"], "events/s", verify["count"], "events",
+                   verify["seconds"], verify_base, verify["rss_mb"], note=f"audit verify over {verify['count']:,} events"),
         ]
         for p, seconds in ((50, asof["seconds"]), (99, asof["p99"])):
             base = {"method": "select", "rows_read_per_query": rows, "seconds": percentile(times, p), "queries": len(times)}

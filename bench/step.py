@@ -12,6 +12,10 @@ the parent: see bench.memory).  The timed call is the one the command line makes
 - projections: ``runner.rebuild``: every view from zero (`ledger projections rebuild`)
 - verify: ``audit.verify`` against the current digest (`ledger audit verify`; its seal and
   catch-up of the read models run first, untimed)
+- history: ``ledger.service.history.page`` (`ledger history --limit 10`): the first page of
+  --account and of --other (an account of 10 events: the pages are alike), the page from the
+  last event's instant of --account (`--since`), and its first page of 100, each the median
+  of 21: seconds.
 - asof: ``state_at``, ``platform_at`` and ``account_view`` with ``platform_owed`` at the
   instant, as `ledger account show --as-of` calls them, for --queries random instants in
   the first --events seconds after START: p50 and p99 in seconds.
@@ -40,9 +44,9 @@ def interest(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
     due = app.find(ids.INTEREST_DUE)
     expected = len(due.accounts) if due else 0
     started = time.perf_counter()
-    run = run_interest(app, INTEREST_AT)
+    run = run_interest(app, INTEREST_AT, keep=False)
     seconds = time.perf_counter() - started
-    charged = len({c.account for c in run.charges})
+    charged = run.accounts
     if charged != expected or run.skipped:
         raise SystemExit(f"interest charged {charged} of {expected} accounts; skipped {run.skipped[:3]}")
     return {"seconds": seconds, "count": expected, "unit": "accounts"}
@@ -109,13 +113,32 @@ def asof(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
     return {"seconds": percentile(times, 50), "p99": percentile(times, 99), "count": len(times), "unit": "queries"}
 
 
+def history(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
+    from ledger.service.history import Only, page
+
+    def median(account: str, only: Only, limit: int = 10) -> float:
+        times = []
+        for _ in range(21):
+            started = time.perf_counter()
+            items, _ = page(app, account, only, limit, None)
+            times.append(time.perf_counter() - started)
+            assert items
+        return sorted(times)[10]
+
+    last = app.recorder.select_events(ids.account(args.account), desc=True, limit=1)[0]
+    since = Only(since=app.mapper.to_domain_event(last).at)
+    return {"seconds": median(args.account, Only()), "other_seconds": median(args.other, Only()),
+            "since_seconds": median(args.account, since), "page_100_seconds": median(args.account, Only(), 100),
+            "count": 1, "unit": "pages"}
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     return sorted_values[max(1, math.ceil(len(sorted_values) * p / 100)) - 1]
 
 
 STEPS: dict[str, Callable[[LedgerApp, argparse.Namespace], dict[str, Any]]] = {
-    "interest": interest, "sweep": sweep, "projections": projections, "verify": verify, "asof": asof,
+    "interest": interest, "sweep": sweep, "projections": projections, "verify": verify, "asof": asof, "history": history,
 }
 
 
@@ -123,6 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.step")
     parser.add_argument("--url", required=True)
     parser.add_argument("--account", default="asof", help="asof: the account")
+    parser.add_argument("--other", default="few", help="history: the account to compare with")
     parser.add_argument("--events", type=int, default=0, help="asof: instants fall in START + [0, events) seconds")
     parser.add_argument("--queries", type=int, default=200, help="asof: how many instants")
     parser.add_argument("steps", nargs="+", choices=sorted(STEPS))

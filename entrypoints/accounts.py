@@ -115,17 +115,43 @@ def history(
     since: Optional[str] = typer.Option(None, "--since", help="only events at or after this instant"),
     until: Optional[str] = typer.Option(None, "--until", help="only events at or before this instant"),
     type_: Optional[str] = typer.Option(None, "--type", help="only events of this name, e.g. Borrowed"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="at most N events, then the cursor of the next page"),
+    cursor: Optional[str] = typer.Option(None, "--cursor", help="start after the page that gave this cursor"),
     as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
-    """The account's events in order."""
+    """The account's events in order, written as they are read.
+
+    With --limit N: at most N events, then the next page's cursor (null or "no more events"
+    at the end); --json then writes {"items": [...], "next_cursor"} as the service's page (§15)."""
     from entrypoints import machine
-    from ledger.service.history import Only, account_history
+    from entrypoints.session import emit_streamed
+    from ledger.service.history import Only, decode_cursor, encode_cursor, events
 
     session: Session = ctx.obj
     only = Only(parse_time(since, "--since"), parse_time(until, "--until"), type_)
     with session.opened(read_only=True) as app:
         try:
-            events = account_history(app, account, only)
+            found = events(app, account, only, after=decode_cursor(cursor))
         except LedgerError as error:
-            fail(error.message, 1)
-    session.answer(machine.history_rows(account, events), as_json, people.history)
+            fail(error.message, 1 if error.code == "unknown_account" else 2)
+        key = ids.account(account)
+        last, more = 0, False  # the version of the last event written; whether another follows
+
+        def rows() -> Iterator[dict[str, Any]]:
+            nonlocal last, more
+            for number, event in enumerate(found):
+                if number == limit:
+                    more = True
+                    return
+                last = event.originator_version
+                yield machine.history_row(key, event)
+
+        def next_cursor() -> Optional[str]:
+            return encode_cursor(last) if more else None
+
+        if as_json:
+            emit_streamed([("items", rows()), ("next_cursor", next_cursor)] if limit is not None else rows())
+        else:
+            people.history(session.out, rows())
+            if limit is not None:
+                people.history_cursor(session.out, next_cursor())

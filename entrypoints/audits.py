@@ -118,13 +118,12 @@ def audit_export(
         fail(f"unknown format {fmt_!r}: use jsonl or csv")
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
     with session.opened(read_only=True) as app, session.views(read_only=True) as db:
-        rows = audit.export(app, db, start, end)
         say_unsealed(app, db)
-    if fmt_ == "jsonl":
-        for row in rows:
-            print(json.dumps(row))
-        return
-    writer = csv.DictWriter(sys.stdout, fieldnames=["position", "aggregate", "version", "topic", "state", "previous_link", "link"],
-                            lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+        rows = audit.export(app, db, start, end)  # written as read
+        if fmt_ == "jsonl":
+            sys.stdout.writelines(json.dumps(row) + "\n" for row in rows)
+            return
+        writer = csv.DictWriter(sys.stdout, fieldnames=["position", "aggregate", "version", "topic", "state", "previous_link",
+                                                        "link"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)

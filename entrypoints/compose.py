@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ledger.adapters.settings import Settings
 from ledger.adapters.store import persistence_env, redact
@@ -18,6 +18,7 @@ from ledger.service.app import LedgerApp
 from ledger.service.cache import AggregateCache
 
 if TYPE_CHECKING:
+    from ledger.domain.interest import Charge
     from projections.sql import ViewDatabase
     from workers.interest import InterestRun
     from workers.sweep import SweepRun
@@ -69,6 +70,12 @@ class Root:
         from workers.interest import run_interest
 
         return run_interest(app, at, **kwargs, **self.job_options["interest"])
+
+    def interest_charges(self, app: LedgerApp, run: "InterestRun", **kwargs: Any) -> Iterator["Charge"]:
+        """``workers.interest.charging``: the run's charges as they are committed."""
+        from workers.interest import charging
+
+        return charging(app, run, **kwargs, **self.job_options["interest"])
 
     def run_sweep(self, app: LedgerApp, at: datetime, **kwargs: Any) -> "SweepRun":
         from workers.sweep import run_sweep

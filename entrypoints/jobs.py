@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 
@@ -24,6 +24,11 @@ def ran(session: Session, at: Optional[str], option: str, label: str, quiet: boo
         return run_at, with_progress(label, quiet, lambda progress: job(app, run_at, progress=progress))
 
 
+def spend(items: Iterator[Any]) -> None:
+    for _ in items:
+        pass
+
+
 @interest_cli.command("run")
 def interest_run(
     ctx: typer.Context,
@@ -32,10 +37,19 @@ def interest_run(
 ) -> None:
     """Charge every hour ≤ T not yet charged, exactly once; the events carry at = T."""
     from entrypoints import machine
+    from entrypoints.session import emit_streamed
+    from workers.interest import InterestRun
 
     session: Session = ctx.obj
-    run_at, run = ran(session, hour, "--hour", "charging interest", as_json, session.root.run_interest)
-    session.answer(machine.interest_run(run_at, run), as_json, lambda out, shown: people.interest_run(out, shown, run.totals()))
+    run_at = session.run_time(hour, "--hour")
+    run = InterestRun(run_at)
+    with session.opened() as app:
+        if as_json:  # each charge written once its batch is committed, none held
+            emit_streamed(machine.interest_run(run, session.root.interest_charges(app, run)))
+        else:
+            with_progress("charging interest", False, lambda progress: spend(session.root.interest_charges(app, run, progress=progress)))
+    if not as_json:
+        people.interest_run(session.out, run)
 
 
 @repayment_cli.command("run")

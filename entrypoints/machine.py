@@ -4,7 +4,7 @@ the rows its people's output (entrypoints.people) is drawn from.  Values are str
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ledger.domain import ids
 from ledger.read.render import event_dict, plain, rfc3339
@@ -45,20 +45,19 @@ def accounts_at(app: "LedgerApp", at: datetime) -> list[dict[str, Any]]:
     return views
 
 
-def history_rows(account: str, events: list[Any]) -> list[dict[str, Any]]:
-    """`history`: each event with its name, instant and sequence number first."""
-    rows = []
-    for e in events:
-        row = event_dict(ids.account(account), e)
-        row.pop("account", None)
-        rows.append({"type": row.pop("type"), "at": rfc3339(e.at), "seq": e.originator_version,
-                     **{k: v for k, v in row.items() if k != "at"}})
-    return rows
+def history_row(key: str, e: Any) -> dict[str, Any]:
+    """`history`: one event with its name, instant and sequence number first (``key``: the
+    account's aggregate id)."""
+    row = event_dict(key, e)
+    row.pop("account", None)
+    return {"type": row.pop("type"), "at": rfc3339(e.at), "seq": e.originator_version,
+            **{k: v for k, v in row.items() if k != "at"}}
 
 
-def interest_run(run_at: datetime, run: Any) -> dict[str, Any]:
-    """`interest run`: the instant, every charge, the accounts skipped."""
-    return {"at": rfc3339(run_at), "charges": [plain(vars(c)) for c in run.charges], "skipped": run.skipped}
+def interest_run(run: Any, charges: Iterator[Any]) -> list[tuple[str, Any]]:
+    """`interest run`: the instant, every charge as it is committed, the accounts skipped
+    (``entrypoints.session.emit_streamed`` writes it)."""
+    return [("at", rfc3339(run.at)), ("charges", (plain(vars(c)) for c in charges)), ("skipped", lambda: run.skipped)]
 
 
 def sweep_run(run_at: datetime, run: Any) -> dict[str, Any]:

@@ -128,27 +128,41 @@ def accounts(out: "Console", rows: list[dict[str, Any]]) -> None:
            ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"], r["risk_ratio"]] for r in rows])
 
 
-def history(out: "Console", rows: list[dict[str, Any]]) -> None:
-    """`history`: one line per event, its fields as key=value."""
+def history(out: "Console", rows: Iterable[dict[str, Any]]) -> None:
+    """`history`: one line per event as it is read (seq, instant, name, its fields as
+    key=value), never a table that would hold every row."""
     import json
 
-    show(out, ["seq", "at", "event", "details"],
-         [[r["seq"], r["at"], r["type"], ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-                                                   for k, v in r.items() if k not in ("type", "at", "seq"))] for r in rows])
+    write = out.file.write
+    write(f"{'seq':>6}  {'at':<24}  {'event':<22}  details\n")
+    for number, r in enumerate(rows, 1):
+        details = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                            for k, v in r.items() if k not in ("type", "at", "seq"))
+        write(f"{r['seq']:>6}  {r['at']:<24}  {r['type']:<22}  {details}\n")
+        if number % 1000 == 0:
+            out.file.flush()
+    out.file.flush()
 
 
-def interest_run(out: "Console", shown: dict[str, Any], totals: dict[str, Any]) -> None:
-    """`interest run`: the charges, their totals per currency, the accounts skipped."""
+def history_cursor(out: "Console", cursor: Optional[str]) -> None:
+    """`history --limit`: where the next page starts, or that none follows."""
+    out.file.write(f"next cursor: {cursor}\n" if cursor else "no more events\n")
+    out.file.flush()
+
+
+def interest_run(out: "Console", run: Any) -> None:
+    """`interest run`: the charges per hour and currency, their totals, the accounts skipped
+    (one row per hour charged, not per charge: a catch-up charges every account every hour)."""
     from ledger.domain.money import fmt
+    from ledger.read.render import rfc3339
 
-    charges = shown["charges"]
-    show(out, ["account", "currency", "hour", "liability", "free", "rate", "interest", "paid", "capitalized"],
-         [[c["account"], c["currency"], c["hour"], c["liability"], c["interest_free"], c["rate"], c["interest"], c["paid"],
-           c["capitalized"]] for c in charges])
-    summed = ", ".join(f"{fmt(v)} {c}" for c, v in totals.items()) or "nothing"
-    out.print(f"{len(charges)} charges on {len({c['account'] for c in charges})} accounts at {shown['at']}: {summed}",
-              highlight=False)
-    skipped(out, shown["skipped"])
+    if run.by_hour:
+        show(out, ["hour", "currency", "charges", "interest"],
+             [[rfc3339(hour), currency, number, fmt(interest)]
+              for (hour, currency), (number, interest) in sorted(run.by_hour.items())])
+    summed = ", ".join(f"{fmt(v)} {c}" for c, v in run.totals().items()) or "nothing"
+    out.print(f"{run.count} charges on {run.accounts} accounts at {rfc3339(run.at)}: {summed}", highlight=False)
+    skipped(out, run.skipped)
 
 
 def sweep_run(out: "Console", shown: dict[str, Any], accounts: int) -> None:

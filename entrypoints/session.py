@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Optional, TypeVar
 
 import typer
@@ -46,6 +48,45 @@ def note(message: str) -> None:
 def emit(value: Any) -> None:
     """Machine output: ``value`` as indented JSON on standard output."""
     print(json.dumps(value, indent=2))
+
+
+def emit_streamed(fields: Iterable[tuple[str, Any]] | Iterable[Any]) -> None:
+    """Machine output written as it is read: the JSON that ``emit`` writes for an object of
+    ``fields`` (``(name, value)`` pairs) or, given an iterator, for an array.  A value that is
+    an iterator is written as an array an item at a time; a callable is called when its turn
+    comes (after the iterators before it are spent: totals, a next cursor)."""
+    out = sys.stdout
+    if isinstance(fields, Iterator):
+        _array(out, fields, "")
+    else:
+        out.write("{")
+        for number, (name, value) in enumerate(fields):
+            out.write(("," if number else "") + f"\n  {json.dumps(name)}: ")
+            value = value() if callable(value) else value
+            if isinstance(value, Iterator):
+                _array(out, value, "  ")
+            else:
+                out.write(_indented(value, "  "))
+        out.write("\n}")
+    out.write("\n")
+    out.flush()
+
+
+def _array(out: Any, items: Iterator[Any], indent: str) -> None:
+    """``items`` as ``emit`` indents an array, written 500 at a time (one ``json.dumps`` per
+    500: its indented encoder is Python, slow called per item)."""
+    out.write("[")
+    written = False
+    while chunk := list(islice(items, 500)):
+        inner = json.dumps(chunk, indent=2)[1:-2]  # the items' lines, without "[" and "\n]"
+        out.write(("," if written else "") + (inner.replace("\n", "\n" + indent) if indent else inner))
+        out.flush()
+        written = True
+    out.write(f"\n{indent}]" if written else "]")
+
+
+def _indented(value: Any, indent: str) -> str:
+    return json.dumps(value, indent=2).replace("\n", "\n" + indent)
 
 
 def events(count: int) -> str:

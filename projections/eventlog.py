@@ -48,20 +48,35 @@ def by_position(app: Any, db: ViewDatabase, after: int = 0) -> Iterator[tuple[No
         after = int(page[-1][0])
 
 
-def by_aggregate(app: Any, db: ViewDatabase) -> Iterator[tuple[str, int, int, Any]]:
-    """Every event as (aggregate, version, position, state), ordered by aggregate and version."""
+def by_aggregate(app: Any, db: ViewDatabase) -> Iterator[tuple[str, int, int, str, Any]]:
+    """Every event as (aggregate, version, position, topic, state), ordered by aggregate and version."""
     table, pos = events_table(app, db)
-    first = (f"SELECT originator_id, originator_version, {pos}, state FROM {table} "
+    first = (f"SELECT originator_id, originator_version, {pos}, topic, state FROM {table} "
              "ORDER BY originator_id, originator_version LIMIT ?")
-    rest = (f"SELECT originator_id, originator_version, {pos}, state FROM {table} "
+    rest = (f"SELECT originator_id, originator_version, {pos}, topic, state FROM {table} "
             "WHERE (originator_id, originator_version) > (?, ?) ORDER BY originator_id, originator_version LIMIT ?")
     page = db.rows(first, [PAGE])
     while True:
-        for aggregate, version, position, state in page:
-            yield aggregate, int(version), int(position), state
+        for aggregate, version, position, topic, state in page:
+            yield aggregate, int(version), int(position), topic, state
         if len(page) < PAGE:
             return
         page = db.rows(rest, [page[-1][0], page[-1][1], PAGE])
+
+
+def of_aggregate(app: Any, db: ViewDatabase, aggregate: str) -> Iterator[tuple[int, int, str, Any]]:
+    """One aggregate's events as (version, position, topic, state), in version order."""
+    table, pos = events_table(app, db)
+    sql = (f"SELECT originator_version, {pos}, topic, state FROM {table} "
+           "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version LIMIT ?")
+    after = 0
+    while True:
+        page = db.rows(sql, [aggregate, after, PAGE])
+        for version, position, topic, state in page:
+            yield int(version), int(position), topic, state
+        if len(page) < PAGE:
+            return
+        after = int(page[-1][0])
 
 
 def linked_but_missing(app: Any, db: ViewDatabase) -> Iterator[int]:

@@ -86,7 +86,7 @@ def test_the_command_line_passes_them_to_the_jobs(monkeypatch: pytest.MonkeyPatc
     import workers.sweep
 
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(workers.interest, "run_interest", lambda app, at, **kw: seen.setdefault("interest", kw) and None)
+    monkeypatch.setattr(workers.interest, "charging", lambda app, run, **kw: seen.setdefault("interest", kw) and iter(()))
     monkeypatch.setattr(workers.sweep, "run_sweep", lambda app, at, **kw: seen.setdefault("sweep", kw) and None)
     monkeypatch.setenv("LEDGER_INTEREST_BATCH_ACCOUNTS", "5")
     monkeypatch.setenv("LEDGER_SWEEP_PARALLEL_FROM", "9")

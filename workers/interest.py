@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Callable
+from typing import Callable, Iterator
 
 from ledger.domain import ids
 from ledger.service.app import LedgerApp
@@ -26,16 +26,35 @@ BATCH_ACCOUNTS = 500  # accounts per transaction; LEDGER_INTEREST_BATCH_ACCOUNTS
 
 @dataclass
 class InterestRun:
+    """What a run did, in memory bounded by hours × currencies: its counts and totals.  The
+    charges themselves go by as they are committed (``charging``); ``charges`` keeps them
+    only when ``run_interest`` is asked to (tests, the demo)."""
+
     at: datetime
     charges: list[Charge] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     complete: bool = True  # False when asked to stop between batches
+    count: int = 0  # charges recorded
+    accounts: int = 0  # accounts charged
+    by_hour: dict[tuple[datetime, str], tuple[int, Decimal]] = field(default_factory=dict)  # (hour, currency): charges, interest
+
+    def add(self, charges: list[Charge]) -> None:
+        """One account's charges, as its batch is committed."""
+        self.count += len(charges)
+        self.accounts += bool(charges)
+        for c in charges:
+            number, interest = self.by_hour.get((c.hour, c.currency), (0, Decimal(0)))
+            self.by_hour[(c.hour, c.currency)] = number + 1, interest + c.interest
 
     def totals(self) -> dict[str, Decimal]:
         out: dict[str, Decimal] = {}
-        for c in self.charges:
-            out[c.currency] = out.get(c.currency, Decimal(0)) + c.interest
+        for (_, currency), (_, interest) in self.by_hour.items():
+            out[currency] = out.get(currency, Decimal(0)) + interest
         return dict(sorted(out.items()))
+
+    @property
+    def first_hour(self) -> datetime | None:
+        return min((hour for hour, _ in self.by_hour), default=None)
 
 
 def run_interest(
@@ -43,12 +62,29 @@ def run_interest(
     progress: Callable[[int, int], None] | None = None,
     stop: Callable[[], bool] = lambda: False,
     batch_accounts: int = BATCH_ACCOUNTS,
+    keep: bool = True,
 ) -> InterestRun:
-    """Charge every hour ≤ run_at not yet charged; events carry at = run_at.
+    """Charge every hour ≤ run_at not yet charged; events carry at = run_at.  ``keep``: hold
+    every charge in ``run.charges`` (else only the counts and totals)."""
+    run = InterestRun(run_at)
+    for charge in charging(app, run, progress, stop, batch_accounts):
+        if keep:
+            run.charges.append(charge)
+    return run
+
+
+def charging(
+    app: LedgerApp, run: InterestRun,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    batch_accounts: int = BATCH_ACCOUNTS,
+) -> Iterator[Charge]:
+    """The run, as it goes: each charge once its batch is committed, ``run`` kept up with
+    the counts, and the run's summary recorded when the iterator is spent.
 
     ``stop`` is asked between batches: a stopped run leaves whole batches saved or not at
     all (one transaction each), and the next run charges what this one did not reach."""
-    run = InterestRun(run_at)
+    run_at = run.at
     due = app.reading(lambda: app.find(ids.INTEREST_DUE))
     accounts = sorted(due.accounts) if due else []
     platforms: dict[datetime, Platform] = {}
@@ -77,17 +113,13 @@ def run_interest(
 
     batches = Batches(app, accounts, step, batch_accounts, stop, progress)
     for _, charges in batches:
-        run.charges.extend(charges)
+        run.add(charges)
+        yield from charges
     run.skipped.extend(batches.skipped)
     run.complete = batches.complete
     record_summary(app, run)
-    return run
 
 
 def record_summary(app: LedgerApp, run: InterestRun) -> None:
-    hours = [c.hour for c in run.charges]
-    charged = {c.account for c in run.charges}
-
     record_run(app, run.at, "interest", lambda log: log.interest_run_completed(
-        run.at, min(hours) if hours else None, floor_hour(run.at), len(charged), len(run.charges), run.totals(),
-        run.complete))
+        run.at, run.first_hour, floor_hour(run.at), run.accounts, run.count, run.totals(), run.complete))

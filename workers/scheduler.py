@@ -112,10 +112,10 @@ class Jobs:
         return self.guarded("projections", self._projections)
 
     def _interest(self, run_at: datetime) -> None:
-        run = run_interest(self.app, run_at, stop=self.stopping.is_set, **self.options["interest"])
+        run = run_interest(self.app, run_at, stop=self.stopping.is_set, keep=False, **self.options["interest"])
         log.info("interest run", extra={"fields": {
-            "at": rfc3339(run_at), "charges": len(run.charges),
-            "accounts": len({c.account for c in run.charges}), "skipped": len(run.skipped),
+            "at": rfc3339(run_at), "charges": run.count,
+            "accounts": run.accounts, "skipped": len(run.skipped),
             "totals": {c: str(v) for c, v in run.totals().items()}, "complete": run.complete}})
 
     def _sweep(self, run_at: datetime) -> None:
