@@ -133,9 +133,11 @@ def test_a_trickle_that_never_pauses_is_answered_while_it_flows(pipe: Pipe) -> N
     import threading
 
     done = threading.Event()
+    pipe.send(opened("warm", command_id="warm"))
+    assert pipe.results(1)[0]["command_id"] == "warm"  # the process is up: its start-up is not the trickle's
 
     def produce() -> None:
-        for n in range(1500):  # about 2 s of input, fewer lines than a full batch
+        for n in range(1500):  # 1.5 s of input at least, fewer lines than a full batch
             pipe.send(opened(f"t{n}", command_id=f"t-{n}"))
             until = time.perf_counter() + 0.001  # float-ok: seconds; a busy wait, as sleep() may oversleep 5 ms
             while time.perf_counter() < until:
