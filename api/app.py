@@ -1,18 +1,12 @@
 """The ASGI application of `ledger serve` (docs/spec.md §15), on FastAPI: `POST /v1/commands`
-through the group commit, the reads (``api.reads``), health, readiness and metrics, and
-every refusal as ``{"error": {"code", "message"}}``.  OpenAPI is generated at /docs.
-
-`POST /v1/commands`: a body that is not JSON (or not UTF-8, a key twice, too deep: §12) is a
-400 and nothing is applied; a JSON value that is neither an object nor an array is a 400
-too.  Inside a well-formed body each command stands alone, as a line of `ledger apply`
-does: an invalid one answers its own ``{"ok": false, ...}`` (status 200), the others apply.
+(``api.commands``), the reads (``api.reads``), health, readiness and metrics, and every
+refusal as ``{"error": {"code", "message"}}``.  OpenAPI is generated at /docs.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Optional
+from typing import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,40 +14,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from api import reads
+from api import commands, reads
 from api.edge import Edge
 from api.errors import ApiError, BodyTooLarge, json_response, refusal
-from api.service import Service, allowed, bearer, missing
-from api.writer import Stopped
-from ledger.adapters.retry import StoreUnavailable
-from ledger.domain.errors import LedgerError
-from ledger.service import jsonlines
+from api.service import Service
 
 log = logging.getLogger("ledger.serve")
-COMMAND_SCHEMA = {"oneOf": [{"type": "object", "description": "one command (docs/spec.md §12)"},
-                            {"type": "array", "items": {"type": "object"}, "description": "commands, applied in order"}]}
-
-
-def decode_body(raw: bytes, limit: int) -> list[Any] | dict[str, Any]:
-    try:
-        value = jsonlines.decode(raw, limit)
-    except LedgerError as error:
-        raise ApiError(400, error.code, error.message.replace("the line", "the body")) from None
-    if not isinstance(value, (dict, list)):
-        raise ApiError(400, "validation_error", "the body is neither a command object nor an array of commands")
-    return value
-
-
-async def authorize(service: Service, request: Request, scope: Optional[str]) -> None:
-    """The request's token may do ``scope``; the store is asked only when the check is not
-    cached (then in the thread pool, off the event loop)."""
-    secret = bearer(request.headers.get("authorization"))
-    if secret is None:
-        raise missing()
-    hit, token = service.cached(secret)
-    if not hit:
-        token = await run_in_threadpool(service.check, secret)
-    allowed(token, scope)
 
 
 def create_app(service: Service) -> Edge:
@@ -66,25 +32,13 @@ def create_app(service: Service) -> Edge:
     handlers(app)
     limit = service.root.settings.serve_max_body_bytes
 
-    @app.post("/v1/commands", tags=["commands"], openapi_extra={"requestBody": {
-        "required": True, "content": {"application/json": {"schema": COMMAND_SCHEMA}}}},
+    @app.post(commands.PATH, tags=["commands"], openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {"schema": commands.SCHEMA}}}},
         responses={200: {"description": "the result (one command) or the results in order (an array)"}})
     async def post_commands(request: Request) -> Response:
         """Apply one command or an array of them; concurrent requests share one transaction (group commit)."""
-        await authorize(service, request, "ingest")
-        value = decode_body(await request.body(), limit)
-        objs = value if isinstance(value, list) else [value]
-        if not objs:
-            return json_response([])
-        try:
-            results = await asyncio.wrap_future(service.writer.submit(objs))
-        except Stopped:
-            raise ApiError(503, "unavailable", "the service is stopping: send the command again elsewhere") from None
-        except StoreUnavailable as error:
-            raise ApiError(503, "unavailable", f"{error}; these commands may or may not have been applied "
-                                               "(a command with a command_id is applied once however often it is sent)"
-                           ) from None
-        return json_response(results if isinstance(value, list) else results[0])
+        status, body = await commands.answer(service, request.headers.get("authorization"), await request.body())
+        return Response(body, status_code=status, media_type="application/json")
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Response:
@@ -94,7 +48,7 @@ def create_app(service: Service) -> Edge:
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> Response:
         """The store answers (503 when it does not)."""
-        await authorize(service, request, None)
+        await commands.authorize(service, request.headers.get("authorization"), None)
         try:
             head = await run_in_threadpool(service.ready)
         except Exception as error:  # noqa: BLE001 - the driver's own error: said in the answer
@@ -104,12 +58,12 @@ def create_app(service: Service) -> Edge:
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics(request: Request) -> Response:
         """Prometheus text: requests, latencies, group-commit batch sizes, jobs' marks, projection lag."""
-        await authorize(service, request, None)
+        await commands.authorize(service, request.headers.get("authorization"), None)
         text = await run_in_threadpool(service.metrics.text)
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     reads.add_routes(app, service)
-    return Edge(app, service.metrics, limit)
+    return Edge(app, service, limit)
 
 
 def handlers(app: FastAPI) -> None:

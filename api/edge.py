@@ -1,20 +1,26 @@
 """The ASGI layer around the routes: every request is timed and counted (`/metrics`), and a
 body over LEDGER_SERVE_MAX_BODY_BYTES is refused with 413 before the route sees it (by its
-Content-Length, or while it is read when it has none)."""
+Content-Length, or while it is read when it has none).
+
+A `POST /v1/commands` with a Content-Length is answered here directly (``api.commands.answer``,
+the same as its route): the framework's routing, dependency solving and middleware stack
+cost more per request than a group-committed command itself."""
 from __future__ import annotations
 
 import time
 from typing import Any, Callable
 
+from api import commands
 from api.errors import BodyTooLarge, error_body
-from api.metrics import Metrics
+from api.service import Service
 
 Scope = dict[str, Any]
 
 
 class Edge:
-    def __init__(self, app: Callable[..., Any], metrics: Metrics, max_body: int) -> None:
-        self.app, self.metrics, self.max_body = app, metrics, max_body
+    def __init__(self, app: Callable[..., Any], service: Service, max_body: int) -> None:
+        self.app, self.service, self.max_body = app, service, max_body
+        self.metrics = service.metrics
 
     async def __call__(self, scope: Scope, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
@@ -27,15 +33,35 @@ class Edge:
                 status[0] = message["status"]
             await send(message)
 
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        direct = length is not None and scope["path"] == commands.PATH and scope["method"] == "POST"
         try:
-            length = dict(scope["headers"]).get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 await self.too_large(sending)
+            elif direct:
+                await self.post_commands(headers, receive, sending)
             else:
                 await self.app(scope, self.bounded(receive), sending)
         finally:
-            route = scope.get("route")
-            self.metrics.observe(getattr(route, "path", "unmatched"), status[0], time.perf_counter() - started)
+            route = commands.PATH if direct else getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe(route, status[0], time.perf_counter() - started)
+
+    async def post_commands(self, headers: dict[bytes, bytes], receive: Callable[..., Any],
+                            send: Callable[..., Any]) -> None:
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        authorization = headers.get(b"authorization")
+        status, body = await commands.answer(self.service, authorization.decode("latin-1") if authorization else None,
+                                             b"".join(chunks))
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
     def bounded(self, receive: Callable[..., Any]) -> Callable[..., Any]:
         seen = [0]

@@ -40,9 +40,12 @@ TARGETS: dict[tuple[str, str | None], tuple[str, float]] = {
     ("scale", None): ("<=", 1.3),
     ("startup_version", None): ("<=", 0.25),
     ("startup_show", None): ("<=", 0.5),
+    ("serve_throughput", "postgres"): (">=", 5_000),  # and >= 0.5 x ledger apply (ratio_met), both stores
+    ("serve_latency_p50", None): ("<=", 5),
+    ("serve_latency_p99", None): ("<=", 25),
 }
 FIGURES = ["ingest", "interest", "sweep", "worker_memory", "scale", "projections", "asof_p50", "asof_p99", "verify",
-           "startup_version", "startup_show"]
+           "startup_version", "startup_show", "serve_throughput", "serve_latency_p50", "serve_latency_p99"]
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,13 @@ class Sizes:
     asof_events: int
     asof_queries: int
     startup_runs: int  # fresh processes per start-up command
+    serve_commands: int  # the serve figures (bench.serve): the mix sent by 64 clients
+    serve_accounts: int
+    serve_latency_commands: int  # offered at 1,000/s
 
 
-FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21)
-QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3)
+FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21, 60_000, 2_000, 10_000)
+QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3, 5_000, 500, 1_000)
 
 
 def figure(name: str, store: str, value: float, unit: str, count: int, count_unit: str, seconds: float,
@@ -111,7 +117,11 @@ class StoreRun:
             return {line["step"]: {**line, "rss_mb": max(line["rss_mb"], tree)} for line in map(json.loads, handle)}
 
     def measure(self) -> list[dict[str, Any]]:
+        from bench import serve
+
         self.ingest()
+        self.figures += serve.measure(self.store, self.sizes.serve_commands, self.sizes.serve_accounts,
+                                      self.sizes.serve_latency_commands, self.workdir, self.phase, figure)
         small = self.scale_store()
         self.big_store(small)
         order = {name: i for i, name in enumerate(FIGURES)}
