@@ -89,6 +89,12 @@ def test_commands_one_or_many_results_in_order(served: Served) -> None:
                      "command_id": "carol-5"})
     assert again["ok"] and again.get("duplicate") is True  # T2 through the service too
     assert post(s, []) == []
+    with s.server.client(s.admin) as c:  # without a Content-Length: the framework's route, the same answers
+        chunked = c.post("/v1/commands", content=iter([b'[{"type": "deposit", "account": "carol", ',
+                                                       b'"currency": "USDT", "amount": "1", "at": "' + at(4).encode() + b'"}]']))
+        error_of(c.post("/v1/commands", content=iter([b"{oops"])), 400, "validation_error")
+        error_of(c.post("/v1/commands", content=iter([b"{}"]), headers={"Authorization": "Bearer no"}), 401, "unauthorized")
+    assert chunked.status_code == 200 and chunked.json()[0]["events"][0]["amount"] == "1"
 
 
 def test_bad_json_too_large_and_unknown_paths_are_json_errors_recording_nothing(served: Served) -> None:
