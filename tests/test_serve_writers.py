@@ -137,3 +137,23 @@ def test_sigterm_answers_what_is_in_flight_and_exits_0(store: str, tmp_path: Pat
     assert answered and all(r["ok"] for r in answered)
     opened = ledger_cli(url, "account", "list", "--json")
     assert len(json.loads(opened.stdout)) == len(answered)  # every answer was committed, nothing unanswered was
+
+
+@pytest.mark.postgres
+def test_readyz_is_503_when_the_store_does_not_answer(tmp_path: Path) -> None:
+    url = pg.new_database()
+    secret = token(url, "ready", "read")
+    server = Server(url, tmp_path / "serve.log")
+    try:
+        with server.client(secret) as c:
+            assert c.get("/readyz").status_code == 200
+            with pg._connect("postgres") as conn:  # the database goes away under the server
+                conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+            deadline = time.monotonic() + 30
+            while (answer := c.get("/readyz")).status_code == 200:
+                assert time.monotonic() < deadline, "the store is gone but /readyz says ready"
+                time.sleep(0.5)
+            assert answer.status_code == 503 and answer.json()["error"]["code"] == "unavailable", answer.text
+            assert c.get("/healthz").status_code == 200  # the process itself is up
+    finally:
+        assert server.stop() == 0
