@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from typing import Any, Iterator, Optional
 
 import typer
 
-from entrypoints import people
+from entrypoints import lines, people
 from entrypoints.session import Session, commands, fail, parse_time
 from ledger.domain import ids
 from ledger.domain.errors import LedgerError
 from ledger.service import jsonlines
-from ledger.service.jsonlines import MAX_LINE_BYTES
 from workers.gc_tuning import fewer_collections
 
 top = commands()  # apply, history: merged into the root
@@ -20,27 +20,15 @@ account_cli = commands("Accounts: show one, list all.")
 
 
 # --- apply -----------------------------------------------------------------------------------------
-def read_lines(source: str) -> Iterator[bytes]:
-    """The input's lines as bytes: each is decoded on its own (``ledger.service.jsonlines``), so a
-    line that is not UTF-8 costs only its own result."""
-    if source == "-":
-        yield from bounded_lines(sys.stdin.buffer)
-        return
+def read_batches(source: str, size: int) -> Iterator[lines.Numbered]:
+    """The input's non-blank lines as bytes, numbered, in batches (``entrypoints.lines``: a
+    pipe's are answered as soon as it pauses).  Each is decoded on its own
+    (``ledger.service.jsonlines``), so a line that is not UTF-8 costs only its own result."""
     try:
-        with open(source, "rb") as handle:
-            yield from bounded_lines(handle)
+        with nullcontext(sys.stdin.buffer) if source == "-" else open(source, "rb") as stream:
+            yield from lines.batches(stream, size)
     except OSError as error:
-        fail(f"cannot read {source}: {error}")
-
-
-def bounded_lines(stream: Any, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
-    """Lines with their endings; one longer than ``limit`` comes cut after ``limit + 1``
-    bytes, the rest of it read and dropped, never held in memory."""
-    while line := stream.readline(limit + 1):
-        if len(line) > limit and not line.endswith(b"\n"):
-            while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
-                pass
-        yield line
+        fail(f"cannot read {'standard input' if source == '-' else source}: {error}")
 
 
 def decode(line: bytes) -> Any:
@@ -49,10 +37,6 @@ def decode(line: bytes) -> Any:
         return jsonlines.decode(line)
     except LedgerError as error:
         return error
-
-
-def blank(line: bytes) -> bool:
-    return len(line) <= MAX_LINE_BYTES and not line.strip()
 
 
 def write(results: list[Any]) -> None:
@@ -72,11 +56,9 @@ def apply(ctx: typer.Context,
     any_rejected = False
     latest = session.latest_clock()
     with session.opened() as app, fewer_collections():
-        batch: list[Any] = []
-        numbers: list[int] = []  # the input line number of each command in the batch
-
-        def flush() -> None:
-            nonlocal any_rejected
+        for numbered in read_batches(source, application.BATCH_SIZE):
+            numbers = [number for number, _ in numbered]  # the input line number of each command
+            batch = [decode(line) for _, line in numbered]
             try:
                 results = app.apply(batch, session.clock, latest)
             except StoreUnavailable as error:
@@ -88,18 +70,6 @@ def apply(ctx: typer.Context,
                      "(a command with a command_id is applied once however often it is sent)")
             any_rejected |= not all(result["ok"] for result in results)
             write(results)
-            batch.clear()
-            numbers.clear()
-
-        for number, line in enumerate(read_lines(source), 1):
-            if blank(line):
-                continue
-            numbers.append(number)
-            batch.append(decode(line))
-            if len(batch) >= application.BATCH_SIZE:
-                flush()
-        if batch:
-            flush()
     raise typer.Exit(1 if any_rejected else 0)
 
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entrypoints.accounts import bounded_lines
+from entrypoints.lines import Splitter, batches
 from entrypoints.cli import cli
 from ledger.domain.errors import LedgerError
 from ledger.service.jsonlines import MAX_DEPTH, MAX_LINE_BYTES, decode
@@ -88,9 +88,38 @@ def test_an_overlong_line_is_cut_and_the_rest_of_it_dropped() -> None:
     import io
 
     stream = io.BytesIO(b"a\n" + b"x" * (5 * MAX_LINE_BYTES) + b"\nb\n" + b"y" * (MAX_LINE_BYTES + 1))
-    lines = list(bounded_lines(stream))
-    assert [len(line) for line in lines] == [2, MAX_LINE_BYTES + 1, 2, MAX_LINE_BYTES + 1]
-    assert lines[2] == b"b\n"
+    lines = [line for batch in batches(stream, 2) for _, line in batch]
+    assert [len(line) for line in lines] == [1, MAX_LINE_BYTES + 1, 1, MAX_LINE_BYTES + 1]
+    assert lines[2] == b"b"
+
+
+def readline_lines(data: bytes, limit: int) -> list[bytes]:
+    """What reading a line at a time with ``readline(limit + 1)`` gives, without the line
+    endings: the splitter must give the same lines however its input is cut into reads."""
+    import io
+
+    stream, out = io.BytesIO(data), []
+    while line := stream.readline(limit + 1):
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+                pass
+        out.append(line.removesuffix(b"\n"))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\n", b"\r", b"x", b"yy", b"zzzz", b"\n\n"]), max_size=60),
+       st.lists(st.integers(1, 9), min_size=1, max_size=20), st.integers(1, 6))
+def test_the_splitter_cuts_lines_as_readline_did_whatever_the_reads(pieces: list[bytes], reads: list[int], limit: int) -> None:
+    data = b"".join(pieces)
+    splitter, got, at, n = Splitter(limit), [], 0, 0
+    while at < len(data):
+        size = reads[n % len(reads)]
+        got += splitter.feed(data[at:at + size])
+        at, n = at + size, n + 1
+    got += splitter.end()
+    assert got == readline_lines(data, limit)
+    assert all(len(line) <= limit + 1 for line in got)
 
 
 # --- through the command line, on both stores ----------------------------------------------------------

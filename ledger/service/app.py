@@ -61,6 +61,13 @@ def parsed(obj: Any) -> Command | LedgerError:
         return error
 
 
+def carried_id(obj: Any) -> str | None:
+    """The ``command_id`` a decoded input carried, echoed in its result (§12) whether it was
+    accepted or not: any string, even one that is not a valid id; None for anything else."""
+    command_id = obj.get("command_id") if isinstance(obj, dict) else None
+    return command_id if isinstance(command_id, str) else None
+
+
 def referenced(commands: list[Command | LedgerError]) -> list[str]:
     """The aggregates a batch of commands names (accounts, command records): loading them
     together is one round trip.  Only valid commands count: their ids are well formed."""
@@ -81,6 +88,11 @@ def digest(obj: Mapping[str, Any]) -> str:
     content = {k: v for k, v in obj.items() if k != "command_id"}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def answers(batch: list[tuple[Any, Any]], outcomes: list[Outcome]) -> list[Result]:
+    """Each outcome as its command's result, with the command's ``command_id`` (§12)."""
+    return [outcome.as_dict(carried_id(obj)) for (obj, _), outcome in zip(batch, outcomes)]
 
 
 class LedgerRepository(Repository[str]):
@@ -205,9 +217,9 @@ class LedgerApp(Application[str]):
                 outcomes = self.transact(batch, lambda uow, item: self._execute(uow, item, now, limit),
                                          referenced([cmd for _, cmd in batch]))
             except StoreUnavailable as error:
-                error.done = results + [outcome.as_dict() for outcome in error.done]
+                error.done = results + answers(batch, error.done)
                 raise
-            results.extend(outcome.as_dict() for outcome in outcomes)
+            results.extend(answers(batch, outcomes))
         return results
 
     def transact(self, items: list[Any], step: Callable[[UnitOfWork, Any], Outcome],

@@ -49,13 +49,18 @@ class Outcome:
         """The events the command answers with, as plain data (a repeat: the first answer's)."""
         return self.answered if self.answered is not None else result_events(self.events)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The command's result as machine output: ``ok``, then ``events`` or ``error``."""
+    def as_dict(self, command_id: str | None = None) -> dict[str, Any]:
+        """The command's result as machine output (§12): ``ok``, then ``events`` or ``error``,
+        then ``duplicate`` for a repeat, then the ``command_id`` the command carried, if any."""
+        result: dict[str, Any]
         if self.error is not None:
-            return {"ok": False, "error": self.error.as_dict()}
-        result: dict[str, Any] = {"ok": True, "events": self.public_events}
-        if self.answered is not None:
-            result["duplicate"] = True
+            result = {"ok": False, "error": self.error.as_dict()}
+        else:
+            result = {"ok": True, "events": self.public_events}
+            if self.answered is not None:
+                result["duplicate"] = True
+        if command_id is not None:
+            result["command_id"] = command_id
         return result
 
 
