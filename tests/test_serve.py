@@ -88,6 +88,7 @@ def test_commands_one_or_many_results_in_order(served: Served) -> None:
     again = post(s, {"type": "deposit", "account": "carol", "currency": "USDT", "amount": "5", "at": at(3),
                      "command_id": "carol-5"})
     assert again["ok"] and again.get("duplicate") is True  # T2 through the service too
+    assert again["command_id"] == many[4]["command_id"] == "carol-5"  # §12: echoed
     assert post(s, []) == []
     with s.server.client(s.admin) as c:  # without a Content-Length: the framework's route, the same answers
         chunked = c.post("/v1/commands", content=iter([b'[{"type": "deposit", "account": "carol", ',
