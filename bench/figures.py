@@ -54,12 +54,16 @@ TARGETS: dict[tuple[str, str | None], tuple[str, float]] = {
     ("catchup_human", None): ("<=", 1.1),
     ("verify_memory", None): ("<=", 500),
     ("verify_memory_rate", None): (">=", 50_000),
+    ("serve_throughput", "postgres"): (">=", 5_000),  # and >= 0.5 x ledger apply (ratio_met), both stores
+    ("serve_latency_p50", None): ("<=", 5),
+    ("serve_latency_p99", None): ("<=", 25),
 }
 FIGURES = ["ingest", "stream_p99", "interest", "sweep", "worker_memory", "scale", "projections", "asof_p50", "asof_p99",
-           "verify", "startup_version", "startup_show", "history_first_page", "catchup", "catchup_rate", "catchup_human",
+           "verify", "startup_version", "startup_show", "serve_throughput", "serve_latency_p50", "serve_latency_p99",
+           "history_first_page", "catchup", "catchup_rate", "catchup_human",
            "verify_memory", "verify_memory_rate", "tick_rate", "tick_events", "largest_snapshot",
            "startup_after_prices", "asof_after_prices"]
-GROUPS = ("ingest", "history", "workers", "ticks", "prices")  # what --only may name: the set-ups the figures come from
+GROUPS = ("ingest", "serve", "history", "workers", "ticks", "prices")  # what --only may name: the set-ups the figures come from
 
 
 @dataclass(frozen=True)
@@ -77,11 +81,15 @@ class Sizes:
     history_events: int  # the busy account of history_first_page (against one of 10)
     catchup_accounts: int  # interest catch-up of this many accounts over CATCHUP_HOURS
     verify_events: int  # the big store topped up to this many events for verify_memory
+    serve_commands: int  # the serve figures (bench.serve): the mix sent by 64 clients
+    serve_accounts: int
+    serve_latency_commands: int  # offered at 1,000/s
     stream_commands: int = 1_000  # streaming apply: one every 10 ms
 
 
-FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21, 10_000, 10_000, 1_000_000, 100_000, 100_000, 1_000_000)
-QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3, 100, 100, 20_000, 2_000, 300, 30_000, 200)
+FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21, 10_000, 10_000, 1_000_000, 100_000, 100_000, 1_000_000,
+             60_000, 2_000, 10_000)
+QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3, 100, 100, 20_000, 2_000, 300, 30_000, 5_000, 500, 1_000, 200)
 CATCHUP_HOURS = 24
 
 
@@ -138,6 +146,11 @@ class StoreRun:
     def measure(self, groups: tuple[str, ...] = GROUPS) -> list[dict[str, Any]]:
         if "ingest" in groups:
             self.ingest()
+        if "serve" in groups:
+            from bench import serve
+
+            self.figures += serve.measure(self.store, self.sizes.serve_commands, self.sizes.serve_accounts,
+                                          self.sizes.serve_latency_commands, self.workdir, self.phase, figure)
         if "history" in groups:
             self.history()
             self.catchup()

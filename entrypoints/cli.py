@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from entrypoints import accounts, audits, jobs, readmodels
+from entrypoints import accounts, audits, jobs, readmodels, serving
 from entrypoints.session import PLAIN, Session, commands
 from ledger.adapters.store import DEFAULT_URL
 
@@ -85,13 +85,14 @@ def demo(ctx: typer.Context,
 
 
 cli = typer.Typer(cls=Commands, help="An event-sourced ledger for Unified Trading Accounts.", **PLAIN)
-for merged in (accounts.top, jobs.top, readmodels.top, tour):  # apply, history, worker, status, report, demo
+for merged in (accounts.top, jobs.top, readmodels.top, serving.top, tour):  # apply, history, worker, status, report, serve, demo
     cli.add_typer(merged)
 cli.add_typer(accounts.account_cli, name="account")
 cli.add_typer(jobs.interest_cli, name="interest")
 cli.add_typer(jobs.repayment_cli, name="repayment")
 cli.add_typer(readmodels.projections_cli, name="projections")
 cli.add_typer(audits.audit_cli, name="audit")
+cli.add_typer(serving.token_cli, name="token")
 
 
 @cli.callback()

@@ -33,7 +33,7 @@ def test_ledger_package_never_reads_the_clock() -> None:
 
 
 def test_no_float_near_money() -> None:
-    for package in ("ledger", "entrypoints"):
+    for package in ("ledger", "entrypoints", "api"):
         for path in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -52,7 +52,8 @@ FLOORS: dict[str, set[str]] = {
     "projections": {"ledger", "stores", "projections"},
     "workers": {"ledger", "projections", "workers"},
 }
-OWN = ("ledger", "stores", "projections", "workers", "entrypoints", "bench")
+OWN = ("ledger", "stores", "projections", "workers", "entrypoints", "api", "bench")
+EDGES = ("entrypoints", "api")  # may import anything; only the edges import an edge
 # The domain is pure: of the world outside it may use only these (no I/O, no clock, no
 # threads, no environment, no storage).
 DOMAIN_MAY_USE = {"__future__", "typing", "decimal", "datetime", "dataclasses", "re", "functools",
@@ -91,6 +92,19 @@ def test_each_floor_imports_only_the_floors_below_it() -> None:
                     assert within(name, allowed), f"{path.relative_to(ROOT)} ({floor}) imports {name}"
 
 
+def test_nothing_below_the_edges_imports_them() -> None:
+    """api/ (the HTTP edge, `ledger serve`) is an edge like entrypoints/: the floors never
+    import it, and it reads the settings only through the composition root."""
+    for package in ("ledger", "stores", "projections", "workers"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for name in imports_of(path):
+                assert name.split(".")[0] not in EDGES, f"{path.relative_to(ROOT)} imports {name}"
+    for path in sorted((ROOT / "api").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "environb"}:
+                raise AssertionError(f"{path.relative_to(ROOT)} reads the environment")
+
+
 def test_every_module_of_ledger_lives_on_a_floor() -> None:
     """No module left at the top of ledger/: each says its trade by its folder."""
     loose = [p.name for p in (ROOT / "ledger").glob("*.py") if p.name != "__init__.py"]
@@ -110,7 +124,7 @@ def test_aggregate_ids_are_spelled_in_one_place() -> None:
     """ledger.domain.ids spells every aggregate id; no other module writes one as a literal."""
     spelled = ("account/", "pool/", "holders/", "apikey/", "command/", "runs/", "interest/due",
                "interest/clock", "risk/alerted")
-    for package in ("ledger", "workers", "projections", "entrypoints", "bench"):
+    for package in ("ledger", "workers", "projections", "entrypoints", "api", "bench"):
         for path in sorted((ROOT / package).rglob("*.py")):
             if path == ROOT / "ledger" / "domain" / "ids.py":
                 continue

@@ -77,7 +77,8 @@ def leaves(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]
 
 
 ARGUMENTS = {("account", "show"): ["alice"], ("history",): ["alice"], ("report",): ["interest"],
-             ("audit", "replay"): ["--as-of", "2026-01-01T00:00:00Z"]}
+             ("audit", "replay"): ["--as-of", "2026-01-01T00:00:00Z"],
+             ("token", "create"): ["--name", "t", "--scope", "read"], ("token", "revoke"): ["t"]}
 
 
 @pytest.mark.parametrize("path", [p for p in leaves(typer.main.get_command(cli)) if p not in (("demo",), ("worker",))],

@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     sweep_processes: int = whole(0, 0, "processes", "processes of the sweep's read-only screen (0: one per CPU)")
     sweep_parallel_from: int = whole(20_000, 0, "accounts", "candidates from which the screen runs in those processes")
     projection_batch: int = whole(1000, 1, "events", "events per transaction of the read models")
+    serve_host: str = Field("127.0.0.1", description="`ledger serve`: the address it listens on (`--host` wins)")
+    serve_port: int = whole(8080, 1, "ports", "`ledger serve`: the TCP port (`--port` wins)", high=65535)
+    serve_max_body_bytes: int = whole(1_048_576, 1024, "bytes", "`ledger serve`: the largest request body (413 above)")
+    serve_batch_commands: int = whole(2000, 1, "commands", "`ledger serve`: commands per group commit (one transaction)",
+                                      high=100_000)
+    serve_batch_wait_ms: int = whole(1, 0, "milliseconds", "`ledger serve`: how long the writer waits for more "
+                                                          "commands before it commits a batch smaller than the limit",
+                                     high=1000)
+    serve_token_cache_seconds: int = whole(1, 0, "seconds", "`ledger serve`: how long a token's check is reused "
+                                                            "(a revocation takes effect within it)", high=60)
     pg_lock_timeout: Optional[str] = bound("waiting for a lock")
     pg_statement_timeout: Optional[str] = bound("one statement")
     pg_idle_in_transaction_session_timeout: Optional[str] = bound("a session idle inside an open transaction")

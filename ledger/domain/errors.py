@@ -50,6 +50,20 @@ CODES: dict[str, str] = {
     "borrow_limit_exceeded": "the amount is above the account's borrowing limit (B2, B3)",
     "platform_limit_exceeded": "the amount is above what the platform may still lend (B2, B3)",
     "nothing_to_repay": "the account owes nothing in this currency (B3)",
+    # the network service (§15): each answers {"error": {"code", "message"}} with its HTTP status
+    "unauthorized": "no token, an unknown one, or a revoked one (HTTP 401)",
+    "forbidden": "the token lacks the scope this request needs (HTTP 403)",
+    "not_found": "no such path, or nothing at it (HTTP 404)",
+    "method_not_allowed": "the path does not take this method (HTTP 405)",
+    "payload_too_large": "the request body is larger than LEDGER_SERVE_MAX_BODY_BYTES (HTTP 413)",
+    "unknown_report": "no report of this kind (§13; HTTP 404)",
+    "views_not_built": "the read models have not been built in this store (HTTP 503)",
+    "unavailable": "the store does not answer, or the service is stopping (HTTP 503)",
+    "internal_error": "the service failed; the request may or may not have been applied (HTTP 500)",
+    # tokens (§15)
+    "token_exists": "a token with this name is in use (revoke it first)",
+    "unknown_token": "no token has this name",
+    "unknown_scope": "a scope is none of ingest, read, report, audit, admin",
 }
 
 

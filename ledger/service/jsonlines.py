@@ -32,11 +32,13 @@ class _Refused(ValueError):
     """Raised from inside the parser's hooks: the line is refused with this message."""
 
 
-def decode(raw: bytes) -> Any:
-    """The JSON value of one line (its line ending may be there), or ``validation_error``."""
+def decode(raw: bytes, limit: int = MAX_LINE_BYTES) -> Any:
+    """The JSON value of one line (its line ending may be there), or ``validation_error``.
+    ``limit``: the longest line taken (`ledger serve` decodes a whole body, bounded by its own
+    limit, the same way)."""
     raw = raw.rstrip(b"\r\n")
-    if len(raw) > MAX_LINE_BYTES:
-        raise invalid(f"the line is longer than {MAX_LINE_BYTES} bytes")
+    if len(raw) > limit:
+        raise invalid(f"the line is longer than {limit} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
