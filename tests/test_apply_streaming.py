@@ -148,7 +148,7 @@ def test_a_trickle_that_never_pauses_is_answered_while_it_flows(pipe: Pipe) -> N
     writer.start()
     [first] = pipe.results(1)
     assert first["command_id"] == "t-0" and not done.is_set(), "no answer until the trickle ended"
+    got = pipe.results(1499)  # read while the writer writes: a full output pipe would stop apply reading
     writer.join(timeout=60)
-    got = pipe.results(1499)
     assert [r["command_id"] for r in got] == [f"t-{n}" for n in range(1, 1500)]
     assert pipe.close() == (0, "")
