@@ -22,8 +22,8 @@ from ledger.domain import ids
 from ledger.domain.errors import LedgerError
 from ledger.domain.times import parse_instant
 from ledger.read.render import plain
+from ledger.service.history import MAX_PAGE
 
-MAX_PAGE = 1000
 DIGEST = r"^[0-9]+:[0-9a-f]{64}$"
 
 
@@ -97,7 +97,8 @@ def add_routes(app: FastAPI, service: Service) -> None:
             events, next_cursor = page(service.read_app, account, only, limit, cursor)
         except LedgerError as error:
             raise ApiError(404 if error.code == "unknown_account" else 400, error.code, error.message) from None
-        return json_response({"items": machine.history_rows(account, events), "next_cursor": next_cursor})
+        key = ids.account(account)
+        return json_response({"items": [machine.history_row(key, e) for e in events], "next_cursor": next_cursor})
 
     @app.get("/v1/reports/{kind}", tags=["reports"])
     def report(request: Request, kind: str, since: Optional[str] = None, until: Optional[str] = None,
