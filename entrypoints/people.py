@@ -203,11 +203,34 @@ def view_status(out: "Console", rows: list[dict[str, Any]]) -> None:
     show(out, ["view", "position", "head", "lag"], [[r["view"], r["position"], r["head"], r["lag"]] for r in rows])
 
 
+RATIOS = ("risk_ratio", "risk_ratio_before", "risk_ratio_after")  # null there: an infinite ratio (F5)
+
+
+def report_cell(column: str, value: Any, row: dict[str, Any]) -> str:
+    """A report's value for people: an infinite risk ratio as a word, a map as "amount currency"."""
+    if value is None and (column in RATIOS or (column == "value" and row.get("kind") == "risk")):
+        return "infinite"
+    if isinstance(value, dict):
+        return ", ".join(f"{v} {k}" for k, v in value.items()) or "none"
+    return cell(value)
+
+
+def csv_cell(column: str, value: Any) -> Any:
+    """CSV has no null: an infinite risk ratio is the word, a map is "amount currency" pairs."""
+    if value is None and column in RATIOS:
+        return "infinite"
+    return report_cell(column, value, {}) if isinstance(value, dict) else value
+
+
+def rows_title(kind: str, count: int) -> str:
+    return f"{kind} ({count} row{'' if count == 1 else 's'})"
+
+
 def report(out: "Console", kind: str, columns: list[str], rows: list[dict[str, Any]], totals: dict[str, Any]) -> None:
     """`report KIND`: the rows, then each currency's totals."""
     from ledger.domain.money import fmt
 
-    show(out, columns, [[r[c] for c in columns] for r in rows], title=f"{kind} ({len(rows)} rows)")
+    show(out, columns, [[report_cell(c, r[c], r) for c in columns] for r in rows], title=rows_title(kind, len(rows)))
     for currency, sums in totals.items():
         if sums:
             out.print(f"total {currency}: " + ", ".join(f"{k} {fmt(v)}" for k, v in sorted(sums.items())))

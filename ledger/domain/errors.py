@@ -50,6 +50,12 @@ CODES: dict[str, str] = {
     "borrow_limit_exceeded": "the amount is above the account's borrowing limit (B2, B3)",
     "platform_limit_exceeded": "the amount is above what the platform may still lend (B2, B3)",
     "nothing_to_repay": "the account owes nothing in this currency (B3)",
+    # reading (§13 reports and the audit)
+    "period_not_applicable": "the report is of a state at one instant (--as-of) or of facts over a period "
+                             "(--since/--until), and was given the other",
+    "inverted_period": "--since is later than --until",
+    "unknown_report": "no report or format of that name",
+    "bad_signature": "the digest's signature does not verify with the public key",
 }
 
 
