@@ -10,7 +10,7 @@ import typer
 from entrypoints import people
 from entrypoints.session import Session, commands, emit, events, fail, note, parse_time, with_progress
 
-audit_cli = commands("Audit: seal, digest, verify, replay, export.")
+audit_cli = commands("Audit: seal, digest, verify, replay, export, trial-balance, keygen.")
 
 
 def say_unsealed(app: Any, db: Any) -> None:
@@ -98,6 +98,8 @@ def audit_replay(
     assert at is not None  # the option is required
     with session.opened(read_only=True) as app:
         views = machine.accounts_at(app, at)
+    if not views:
+        note(f"no account existed at {rfc3339(at)}: it is before the first account was opened")
     session.answer({"as_of": rfc3339(at), "accounts": views}, as_json, people.replay)
 
 
@@ -128,3 +130,29 @@ def audit_export(
                             lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
+
+
+@audit_cli.command("trial-balance")
+def audit_trial_balance(
+    ctx: typer.Context,
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="the books at this instant (default: now)"),
+    as_json: bool = typer.Option(False, "--json", help='machine output: {"as_of", "books": [{"book", "currency", "balance"}]}'),
+) -> None:
+    """Every book's balance per currency (§10), from the events alone; per currency they sum to
+    zero (exit 1 if not)."""
+    from ledger.read.render import plain
+    from ledger.domain.times import rfc3339
+    from projections import audit
+
+    session: Session = ctx.obj
+    at = parse_time(as_of, "--as-of")
+    with session.opened(read_only=True) as app:
+        books = audit.trial_balance(app, at)
+    off = audit.out_of_balance(books)
+    shown = {"as_of": rfc3339(at or session.clock()), "books": plain(books)}
+    if not books:
+        note(f"no event moved any value {'by ' + shown['as_of'] if at else 'yet'}: every book is zero")
+    session.answer(shown, as_json, people.trial_balance)
+    for currency, total in sorted(off.items()):
+        note(f"the {currency} books sum to {total}, not 0 (D1)")
+    raise typer.Exit(1 if off else 0)

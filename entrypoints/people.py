@@ -236,6 +236,19 @@ def report(out: "Console", kind: str, columns: list[str], rows: list[dict[str, A
             out.print(f"total {currency}: " + ", ".join(f"{k} {fmt(v)}" for k, v in sorted(sums.items())))
 
 
+def trial_balance(out: "Console", shown: dict[str, Any]) -> None:
+    """`audit trial-balance`: the books per currency, each currency's sum."""
+    from decimal import Decimal
+
+    show(out, ["currency", "book", "balance"], [[b["currency"], b["book"], b["balance"]] for b in shown["books"]],
+         title=f"trial balance at {shown['as_of']}")
+    sums: dict[str, Decimal] = {}
+    for b in shown["books"]:
+        sums[b["currency"]] = sums.get(b["currency"], Decimal(0)) + Decimal(b["balance"])
+    for currency, total in sums.items():
+        out.print(f"{currency}: the books sum to {total}", highlight=False)
+
+
 def findings(out: "Console", found: list[dict[str, Any]], checked: int, ok: bool) -> None:
     """`audit verify`: each finding, then the count."""
     for finding in found:
