@@ -125,16 +125,29 @@ def accounts(out: "Console", rows: list[dict[str, Any]]) -> None:
     """`account list`."""
     show(out, ["account", "parent", "mode", "VIP", "cash", "liabilities", "NAV", "risk ratio"],
          [[r["account"], r["parent"], r["mode"], r["vip_level"], ", ".join(f"{v} {c}" for c, v in r["cash"].items()),
-           ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"], r["risk_ratio"]] for r in rows])
+           ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"], shown_ratio(r)] for r in rows])
+
+
+def shown_ratio(row: dict[str, Any]) -> Any:
+    """A unified account's risk ratio, the word when infinite (null in JSON); none for classic."""
+    if row["risk_ratio"] is None and row["mode"] == "unified" and row["nav"] is not None:
+        return "infinite"
+    return row["risk_ratio"]
 
 
 def history(out: "Console", rows: list[dict[str, Any]]) -> None:
     """`history`: one line per event, its fields as key=value."""
+    show(out, ["seq", "at", "event", "details"],
+         [[r["seq"], r["at"], r["type"], ", ".join(f"{k}={detail(k, v)}" for k, v in r.items()
+                                                   if k not in ("type", "at", "seq"))] for r in rows])
+
+
+def detail(key: str, value: Any) -> str:
     import json
 
-    show(out, ["seq", "at", "event", "details"],
-         [[r["seq"], r["at"], r["type"], ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-                                                   for k, v in r.items() if k not in ("type", "at", "seq"))] for r in rows])
+    if value is None and key in RATIOS:
+        return "infinite"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def interest_run(out: "Console", shown: dict[str, Any], totals: dict[str, Any]) -> None:
