@@ -9,6 +9,8 @@ from decimal import Decimal
 from html import escape
 from typing import Any, Callable
 
+from ledger.domain.money import fmt
+
 BAR = "#1f6fd1"  # the bars' colour (tests look for it in the screenshot)
 WIDTH, HEIGHT, PAD = 1000, 260, 40
 
@@ -29,7 +31,7 @@ def bars(title: str, points: list[tuple[str, Decimal]]) -> str:
         if len(points) <= 24 or i % max(1, len(points) // 12) == 0:
             parts.append(f'<text x="{x + step / 2:.1f}" y="{HEIGHT - PAD + 14}" font-size="10" text-anchor="middle" '
                          f'font-family="sans-serif">{escape(label)}</text>')
-    parts.append(f'<text x="{PAD - 4}" y="{PAD}" font-size="10" text-anchor="end" font-family="sans-serif">{top}</text>')
+    parts.append(f'<text x="{PAD - 4}" y="{PAD}" font-size="10" text-anchor="end" font-family="sans-serif">{fmt(top)}</text>')
     return "".join(parts) + "</svg>"
 
 
@@ -42,7 +44,8 @@ def per(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], str],
 
 
 def hour(text: str | None) -> str:
-    return (text or "")[:13] + ":00Z"
+    """The hour an instant (RFC 3339 text) falls in."""
+    return (text or "")[:13] + ":00:00Z"
 
 
 def interest_charts(rows: list[dict[str, Any]]) -> list[str]:
@@ -78,9 +81,12 @@ CHARTS: dict[str, Callable[[list[dict[str, Any]]], list[str]]] = {
 }
 
 
-def text(value: Any) -> str:
+RATIOS = ("risk_ratio", "risk_ratio_before", "risk_ratio_after")  # null there: an infinite ratio (F5)
+
+
+def text(value: Any, column: str = "") -> str:
     if value is None:
-        return ""
+        return "infinite" if column in RATIOS else ""
     if isinstance(value, dict):
         return ", ".join(f"{v} {k}" for k, v in value.items())
     return str(value)
@@ -91,8 +97,8 @@ def page(kind: str, columns: list[str], rows: list[dict[str, Any]], totals: dict
     count = f"{len(rows)} row{'' if len(rows) == 1 else 's'}"
     charts = "".join(f"<figure>{svg}</figure>" for svg in CHARTS.get(kind, lambda _: [])(rows))
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{escape(text(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
-    sums = "".join(f"<p>total {escape(c)}: " + escape(", ".join(f"{k} {v}" for k, v in sorted(s.items()))) + "</p>"
+    body = "".join("<tr>" + "".join(f"<td>{escape(text(r.get(c), c))}</td>" for c in columns) + "</tr>" for r in rows)
+    sums = "".join(f"<p>total {escape(c)}: " + escape(", ".join(f"{k} {fmt(v)}" for k, v in sorted(s.items()))) + "</p>"
                    for c, s in totals.items() if s)
     empty = "" if rows else "<p>no rows: nothing to report</p>"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(kind)} report</title>'
