@@ -253,13 +253,15 @@ def trial_balance(out: "Console", shown: dict[str, Any]) -> None:
     """`audit trial-balance`: the books per currency, each currency's sum."""
     from decimal import Decimal
 
+    from ledger.domain.money import fmt
+
     show(out, ["currency", "book", "balance"], [[b["currency"], b["book"], b["balance"]] for b in shown["books"]],
          title=f"trial balance at {shown['as_of']}")
     sums: dict[str, Decimal] = {}
     for b in shown["books"]:
         sums[b["currency"]] = sums.get(b["currency"], Decimal(0)) + Decimal(b["balance"])
     for currency, total in sums.items():
-        out.print(f"{currency}: the books sum to {total}", highlight=False)
+        out.print(f"{currency}: the books sum to {fmt(total)}", highlight=False)
 
 
 def findings(out: "Console", found: list[dict[str, Any]], checked: int, ok: bool) -> None:
