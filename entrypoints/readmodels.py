@@ -114,7 +114,7 @@ def report(
     try:
         reports.check_period(kind, start, end, at)
         with session.opened(read_only=True) as app, session.views(read_only=True) as db:
-            if kind not in reports.LOG_REPORTS:
+            if not reports.from_events(kind, at):
                 say_view_lag(app, db, "this report leaves them out")
             rows = reports.rows(app, db, kind, since=start, until=end, as_of=at, account=account, currency=currency,
                                 by=by, group_by=group_by)

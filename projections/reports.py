@@ -12,6 +12,7 @@ facts takes ``since``/``until``, a report of a state takes ``as_of``.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -117,10 +118,9 @@ def rows(app: LedgerApp, db: ViewDatabase, kind: str, since: datetime | None = N
     summary's ``by`` (day|month) and ``group_by`` (account|currency|source)."""
     check_period(kind, since, until, as_of)
     report = REPORTS[kind]
-    if kind in LOG_REPORTS:
-        out = LOG_REPORTS[kind](app, since=since, until=until, account=account, currency=currency, as_of=as_of, **options)
-    elif kind == "borrowers" and as_of is not None:
-        out = borrowers_at(app, as_of, account, currency)
+    if from_events(kind, as_of):
+        report_of = LOG_REPORTS.get(kind, borrowers_at)
+        out = report_of(app, since=since, until=until, account=account, currency=currency, as_of=as_of, **options)
     else:
         sql, params = select(kind, since, until, account, currency)
         out = [{c: (Decimal(str(v)) if c in report.money and v is not None else v) for c, v in zip(report.columns, values)}
@@ -130,15 +130,19 @@ def rows(app: LedgerApp, db: ViewDatabase, kind: str, since: datetime | None = N
                 if row[column] is not None:
                     row[column] = rfc3339(from_stamp(row[column]))
             if kind == "liquidations" and row["bad_debt"] is not None:
-                import json
-
                 row["bad_debt"] = {c: Decimal(v) for c, v in json.loads(row["bad_debt"]).items()}
     if kind == "borrowers":
         add_limits(app, out, as_of)
     return out
 
 
+def from_events(kind: str, as_of: datetime | None) -> bool:
+    """Whether the report reads the event log (always current) rather than the read models."""
+    return kind in LOG_REPORTS or (kind == "borrowers" and as_of is not None)
+
+
 def from_stamp(text: str) -> datetime:
+    """A view's fixed-width instant (projections.views.stamp) as a datetime."""
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
 
@@ -170,7 +174,8 @@ def accounts_at(app: LedgerApp, as_of: datetime | None, account: str | None = No
             yield acct
 
 
-def borrowers_at(app: LedgerApp, as_of: datetime, account: str | None, currency: str | None) -> list[dict[str, Any]]:
+def borrowers_at(app: LedgerApp, as_of: datetime | None = None, account: str | None = None, currency: str | None = None,
+                 **_: Any) -> list[dict[str, Any]]:
     """`borrowers --as-of`: the same columns from each account replayed to the instant."""
     out = []
     for acct in accounts_at(app, as_of, account):
