@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -10,7 +11,7 @@ import typer
 from entrypoints import people
 from entrypoints.session import Session, commands, emit, events, fail, note, parse_time, with_progress
 
-audit_cli = commands("Audit: seal, digest, verify, replay, export.")
+audit_cli = commands("Audit: seal, digest, verify, replay, export, trial-balance, keygen.")
 
 
 def say_unsealed(app: Any, db: Any) -> None:
@@ -36,23 +37,68 @@ def audit_seal(ctx: typer.Context, as_json: bool = typer.Option(False, "--json",
 
 @audit_cli.command("digest")
 def audit_digest(ctx: typer.Context,
-                 as_json: bool = typer.Option(False, "--json", help='machine output: {"head", "position", "link"}')) -> None:
-    """Print the chain's head (position:link) for an auditor to keep.  Reads only: events not
-    sealed yet are said on standard error."""
-    from projections import audit
+                 as_json: bool = typer.Option(False, "--json", help='machine output: {"head", "position", "link"}'),
+                 sign: Optional[Path] = typer.Option(None, "--sign", help="an Ed25519 private key (PEM, `audit keygen`): "
+                                                     "print the signed digest (JSON) to keep")) -> None:
+    """Print the chain's head (position:link) for an auditor to keep; with --sign, the head
+    and the instant signed with an Ed25519 key.  Reads only: events not sealed yet are said
+    on standard error."""
+    from ledger.domain.times import rfc3339
+    from projections import audit, signing
 
     session: Session = ctx.obj
+    key = read_file(sign, "--sign") if sign else None
     with session.opened(read_only=True) as app, session.views(read_only=True) as db:
         head = audit.digest(db)
         position, _, link = head.partition(":")
-        print(json.dumps({"head": head, "position": int(position), "link": link}) if as_json else head)
+        if key is not None:
+            try:
+                emit(signing.sign(head, rfc3339(session.clock()), key))
+            except signing.SigningError as error:
+                fail(f"--sign: {error}")
+        else:
+            print(json.dumps({"head": head, "position": int(position), "link": link}) if as_json else head)
         say_unsealed(app, db)
+
+
+def read_file(path: Path, option: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        fail(f"{option}: cannot read {path}: {error.strerror or error}")
+
+
+@audit_cli.command("keygen")
+def audit_keygen(
+    private: Path = typer.Option(Path("ledger-audit.key"), "--private-key", help="where the private key goes (PEM)"),
+    public: Path = typer.Option(Path("ledger-audit.pub"), "--public-key", help="where the public key goes (PEM)"),
+) -> None:
+    """A new Ed25519 key pair for signing digests: the private key (readable by its owner
+    only) stays with whoever signs, the public key goes to the auditors.  Never overwrites."""
+    import os
+
+    from projections import signing
+
+    for path in (private, public):
+        if path.exists():
+            fail(f"{path} exists: keygen never overwrites a key")
+    private_pem, public_pem = signing.keygen()
+    try:
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(private_pem)
+        public.write_bytes(public_pem)
+    except OSError as error:
+        fail(f"cannot write the keys: {error.strerror or error}")
+    print(f"private key {private} (keep it secret), public key {public} (give it to the auditors)")
 
 
 @audit_cli.command("verify")
 def audit_verify(
     ctx: typer.Context,
     digest: Optional[str] = typer.Option(None, "--digest", help="a head kept earlier: prove the log up to it unchanged"),
+    digest_file: Optional[Path] = typer.Option(None, "--digest-file", help="a signed digest (`audit digest --sign`)"),
+    public_key: Optional[Path] = typer.Option(None, "--public-key", help="the Ed25519 public key the digest file was signed with"),
     as_json: bool = typer.Option(False, "--json", help="machine output (docs/spec.md §14)"),
 ) -> None:
     """Tamper, version, time (T1), replay, double-entry, read-model and interest checks; exit 1
@@ -63,6 +109,18 @@ def audit_verify(
     from projections import audit
 
     session: Session = ctx.obj
+    if (digest_file is None) != (public_key is None):
+        fail("--digest-file and --public-key go together: a signed digest is checked with its public key")
+    if digest_file is not None and public_key is not None:
+        from projections import signing
+
+        if digest is not None:
+            fail("give --digest or --digest-file, not both")
+        try:
+            digest = str(signing.verified(digest_file, public_key)["digest"])
+        except signing.SigningError as error:
+            fail(f"bad_signature: {error}", code=1)
+        note(f"the signed digest {digest} verifies with {public_key}")
     if digest is not None and not re.fullmatch(r"[0-9]+:[0-9a-f]{64}", digest):
         fail(f"--digest: {digest!r} is not POSITION:LINK as `ledger audit digest` prints it")
 
@@ -98,6 +156,8 @@ def audit_replay(
     assert at is not None  # the option is required
     with session.opened(read_only=True) as app:
         views = machine.accounts_at(app, at)
+    if not views:
+        note(f"no account existed at {rfc3339(at)}: it is before the first account was opened")
     session.answer({"as_of": rfc3339(at), "accounts": views}, as_json, people.replay)
 
 
@@ -127,3 +187,29 @@ def audit_export(
                                                         "link"], lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
+
+
+@audit_cli.command("trial-balance")
+def audit_trial_balance(
+    ctx: typer.Context,
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="the books at this instant (default: now)"),
+    as_json: bool = typer.Option(False, "--json", help='machine output: {"as_of", "books": [{"book", "currency", "balance"}]}'),
+) -> None:
+    """Every book's balance per currency (§10), from the events alone; per currency they sum to
+    zero (exit 1 if not)."""
+    from ledger.read.render import plain
+    from ledger.domain.times import rfc3339
+    from projections import audit
+
+    session: Session = ctx.obj
+    at = parse_time(as_of, "--as-of")
+    with session.opened(read_only=True) as app:
+        books = audit.trial_balance(app, at)
+    off = audit.out_of_balance(books)
+    shown = {"as_of": rfc3339(at or session.clock()), "books": plain(books)}
+    if not books:
+        note(f"no event moved any value {'by ' + shown['as_of'] if at else 'yet'}: every book is zero")
+    session.answer(shown, as_json, people.trial_balance)
+    for currency, total in sorted(off.items()):
+        note(f"the {currency} books sum to {total}, not 0 (D1)")
+    raise typer.Exit(1 if off else 0)

@@ -125,23 +125,35 @@ def accounts(out: "Console", rows: list[dict[str, Any]]) -> None:
     """`account list`."""
     show(out, ["account", "parent", "mode", "VIP", "cash", "liabilities", "NAV", "risk ratio"],
          [[r["account"], r["parent"], r["mode"], r["vip_level"], ", ".join(f"{v} {c}" for c, v in r["cash"].items()),
-           ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"], r["risk_ratio"]] for r in rows])
+           ", ".join(f"{v} {c}" for c, v in r["liabilities"].items()), r["nav"], shown_ratio(r)] for r in rows])
+
+
+def shown_ratio(row: dict[str, Any]) -> Any:
+    """A unified account's risk ratio, the word when infinite (null in JSON); none for classic."""
+    if row["risk_ratio"] is None and row["mode"] == "unified" and row["nav"] is not None:
+        return "infinite"
+    return row["risk_ratio"]
 
 
 def history(out: "Console", rows: Iterable[dict[str, Any]]) -> None:
     """`history`: one line per event as it is read (seq, instant, name, its fields as
     key=value), never a table that would hold every row."""
-    import json
-
     write = out.file.write
     write(f"{'seq':>6}  {'at':<24}  {'event':<22}  details\n")
     for number, r in enumerate(rows, 1):
-        details = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-                            for k, v in r.items() if k not in ("type", "at", "seq"))
+        details = ", ".join(f"{k}={detail(k, v)}" for k, v in r.items() if k not in ("type", "at", "seq"))
         write(f"{r['seq']:>6}  {r['at']:<24}  {r['type']:<22}  {details}\n")
         if number % 1000 == 0:
             out.file.flush()
     out.file.flush()
+
+
+def detail(key: str, value: Any) -> str:
+    import json
+
+    if value is None and key in RATIOS:
+        return "infinite"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def history_cursor(out: "Console", cursor: Optional[str]) -> None:
@@ -217,14 +229,52 @@ def view_status(out: "Console", rows: list[dict[str, Any]]) -> None:
     show(out, ["view", "position", "head", "lag"], [[r["view"], r["position"], r["head"], r["lag"]] for r in rows])
 
 
+RATIOS = ("risk_ratio", "risk_ratio_before", "risk_ratio_after")  # null there: an infinite ratio (F5)
+
+
+def report_cell(column: str, value: Any, row: dict[str, Any]) -> str:
+    """A report's value for people: an infinite risk ratio as a word, a map as "amount currency"."""
+    if value is None and (column in RATIOS or (column == "value" and row.get("kind") == "risk")):
+        return "infinite"
+    if isinstance(value, dict):
+        return ", ".join(f"{v} {k}" for k, v in value.items()) or "none"
+    return cell(value)
+
+
+def csv_cell(column: str, value: Any) -> Any:
+    """CSV has no null: an infinite risk ratio is the word, a map is "amount currency" pairs."""
+    if value is None and column in RATIOS:
+        return "infinite"
+    return report_cell(column, value, {}) if isinstance(value, dict) else value
+
+
+def rows_title(kind: str, count: int) -> str:
+    return f"{kind} ({count} row{'' if count == 1 else 's'})"
+
+
 def report(out: "Console", kind: str, columns: list[str], rows: list[dict[str, Any]], totals: dict[str, Any]) -> None:
     """`report KIND`: the rows, then each currency's totals."""
     from ledger.domain.money import fmt
 
-    show(out, columns, [[r[c] for c in columns] for r in rows], title=f"{kind} ({len(rows)} rows)")
+    show(out, columns, [[report_cell(c, r[c], r) for c in columns] for r in rows], title=rows_title(kind, len(rows)))
     for currency, sums in totals.items():
         if sums:
             out.print(f"total {currency}: " + ", ".join(f"{k} {fmt(v)}" for k, v in sorted(sums.items())))
+
+
+def trial_balance(out: "Console", shown: dict[str, Any]) -> None:
+    """`audit trial-balance`: the books per currency, each currency's sum."""
+    from decimal import Decimal
+
+    from ledger.domain.money import fmt
+
+    show(out, ["currency", "book", "balance"], [[b["currency"], b["book"], b["balance"]] for b in shown["books"]],
+         title=f"trial balance at {shown['as_of']}")
+    sums: dict[str, Decimal] = {}
+    for b in shown["books"]:
+        sums[b["currency"]] = sums.get(b["currency"], Decimal(0)) + Decimal(b["balance"])
+    for currency, total in sums.items():
+        out.print(f"{currency}: the books sum to {fmt(total)}", highlight=False)
 
 
 def findings(out: "Console", found: list[dict[str, Any]], checked: int, ok: bool) -> None:

@@ -88,29 +88,53 @@ def projections_status(ctx: typer.Context, as_json: bool = typer.Option(False, "
 @top.command()
 def report(
     ctx: typer.Context,
-    kind: str = typer.Argument(..., metavar="interest|repayments|liquidations|borrowers|mode-switches"),
-    since: Optional[str] = typer.Option(None, "--since", help="from this instant (inclusive)"),
-    until: Optional[str] = typer.Option(None, "--until", help="to this instant (inclusive)"),
+    kind: str = typer.Argument(..., metavar="interest|repayments|liquidations|borrowers|mode-switches|over-limits|"
+                                            "forced-swaps|alerts|movements|summary"),
+    since: Optional[str] = typer.Option(None, "--since", help="from this instant (inclusive; reports of facts)"),
+    until: Optional[str] = typer.Option(None, "--until", help="to this instant (inclusive; reports of facts)"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="the state at this instant (borrowers, over-limits)"),
     account: Optional[str] = typer.Option(None, "--account", help="one account only"),
     currency: Optional[str] = typer.Option(None, "--currency", help="one currency only"),
-    fmt_: str = typer.Option("table", "--format", help="table | csv | json"),
+    by: str = typer.Option("month", "--by", help="summary: day | month"),
+    group_by: str = typer.Option("currency", "--group-by", help="summary: account | currency | source"),
+    fmt_: str = typer.Option("table", "--format", help="table | csv | json | html"),
 ) -> None:
-    """Compliance reports from the read models, as far as they are built (a lag is said on
-    standard error): one row per fact.  Reads only; the worker or `projections run` builds them."""
+    """Compliance reports: one row per fact (from the read models, as far as they are built: a
+    lag is said on standard error), per breach (over-limits) or per total (summary).  A period
+    option a report cannot take is refused, never ignored.  Reads only."""
+    from ledger.domain.errors import LedgerError
+    from projections import reports
+
+    session: Session = ctx.obj
+    if kind not in reports.REPORTS:
+        fail(f"unknown_report: no report {kind!r}: use one of {', '.join(reports.REPORTS)}")
+    if fmt_ not in FORMATS:
+        fail(f"unknown_report: no format {fmt_!r}: use {', '.join(FORMATS)}")
+    start, end, at = parse_time(since, "--since"), parse_time(until, "--until"), parse_time(as_of, "--as-of")
+    try:
+        reports.check_period(kind, start, end, at)
+        with session.opened(read_only=True) as app, session.views(read_only=True) as db:
+            if not reports.from_events(kind, at):
+                say_view_lag(app, db, "this report leaves them out")
+            rows = reports.rows(app, db, kind, since=start, until=end, as_of=at, account=account, currency=currency,
+                                by=by, group_by=group_by)
+    except LedgerError as error:
+        fail(f"{error.code}: {error.message}")
+    if not rows:
+        period = "" if not (start or end or at) else " in the period asked for" if not at else f" at {as_of}"
+        note(f"no rows{period}: nothing to report")
+    show_report(session, kind, rows, fmt_)
+
+
+FORMATS = ("table", "csv", "json", "html")
+
+
+def show_report(session: Session, kind: str, rows: list[dict[str, Any]], fmt_: str) -> None:
     import csv
 
     from ledger.read.render import plain
     from projections import reports
 
-    session: Session = ctx.obj
-    if kind not in reports.REPORTS:
-        fail(f"unknown report {kind!r}: use one of {', '.join(reports.REPORTS)}")
-    if fmt_ not in ("table", "csv", "json"):
-        fail(f"unknown format {fmt_!r}: use table, csv or json")
-    start, end = parse_time(since, "--since"), parse_time(until, "--until")
-    with session.opened(read_only=True) as app, session.views(read_only=True) as db:
-        say_view_lag(app, db, "this report leaves them out")
-        rows = reports.rows(app, db, kind, since=start, until=end, account=account, currency=currency)
     shown = [plain(r) for r in rows]
     columns = list(shown[0]) if shown else list(reports.REPORTS[kind].columns)
     if fmt_ == "json":
@@ -118,6 +142,10 @@ def report(
     elif fmt_ == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(shown)
+        writer.writerows([{c: people.csv_cell(c, v) for c, v in r.items()} for r in shown])
+    elif fmt_ == "html":
+        from projections import pages
+
+        sys.stdout.write(pages.page(kind, columns, shown, reports.totals(kind, rows)))
     else:
         people.report(session.out, kind, columns, shown, reports.totals(kind, rows))

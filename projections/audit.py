@@ -480,3 +480,34 @@ def export(app: LedgerApp, db: ViewDatabase, since: datetime | None, until: date
             yield {"position": n.id, "aggregate": n.originator_id, "version": n.originator_version, "topic": n.topic,
                    "state": stored_bytes(n).decode(), "previous_link": previous, "link": stored}
         previous = stored or previous
+
+
+# --- the trial balance (`ledger audit trial-balance`, SPEC §10, §13) ------------------------------------
+USER_BOOKS = {"wallet": "user:*:wallet", "liability": "user:*:liability"}  # every user's, summed
+
+
+def trial_balance(app: LedgerApp, as_of: datetime | None = None) -> list[dict[str, Any]]:
+    """Every book of §10 per currency, from each event's one reading (its legs), for the
+    events at or before ``as_of`` (all: None): the users' wallets and liabilities summed over
+    the users, the platform's books and ``external``.  Per currency they sum to zero (D1).
+    The lending pool's claim is the users' liability book negated (ledger.domain.postings)."""
+    balances: dict[tuple[str, str], Decimal] = {}
+    for n in notifications(app):
+        event = app.mapper.to_domain_event(n)
+        if as_of is not None and getattr(event, "at", as_of) > as_of:
+            continue  # an event after the instant
+        legs, _ = read(n.originator_id, event)
+        for name, currency, amount in legs:
+            if name.startswith("user:"):
+                name = USER_BOOKS[name.rsplit(":", 1)[1]]
+            balances[(name, currency)] = balances.get((name, currency), Decimal(0)) + amount
+    return [{"book": name, "currency": currency, "balance": amount}
+            for (name, currency), amount in sorted(balances.items(), key=lambda item: (item[0][1], item[0][0]))]
+
+
+def out_of_balance(books: list[dict[str, Any]]) -> dict[str, Decimal]:
+    """Per currency the books' sum where it is not zero (empty: D1 holds)."""
+    sums: dict[str, Decimal] = {}
+    for row in books:
+        sums[row["currency"]] = sums.get(row["currency"], Decimal(0)) + row["balance"]
+    return {c: v for c, v in sums.items() if v != 0}

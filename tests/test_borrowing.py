@@ -33,8 +33,9 @@ def of(events: list[dict[str, Any]], *types: str) -> list[dict[str, Any]]:
 
 
 def borrowed(currency: str, amount: str, source: str, upl: bool = False) -> dict[str, Any]:
+    """As shown: ``upl_generated`` is an amount on every event (all of it here, or 0)."""
     return {"type": "Borrowed", "currency": currency, "amount": D(amount), "source": source,
-            "upl_generated": upl}
+            "upl_generated": D(amount) if upl else D(0)}
 
 
 def repaid(currency: str, amount: str, source: str, principal: str | None = None,
@@ -586,7 +587,7 @@ def test_realised_loss_beyond_cash_borrows_exactly_untagged(ledger: Ledger) -> N
     # realised 1 × (38000 − 50000) = −12000; cash 10000 → −2000 → borrow 2000;
     # the position is gone, so the 5000 tag is lifted
     [b] = of(events, "Borrowed")
-    assert (b["currency"], b["amount"], b["upl_generated"]) == ("USDT", D(2000), False)
+    assert (b["currency"], b["amount"], b["upl_generated"]) == ("USDT", D(2000), D(0))
     assert of(events, "LiabilityReclassified") == [
         {"type": "LiabilityReclassified", "currency": "USDT", "amount": D(5000)}]
     acct = ledger.account("alice")

@@ -606,7 +606,7 @@ def test_report_totals_equal_sums_over_the_events(ledger: Ledger, db: ViewDataba
     charged = world_events(ledger, "InterestCharged")
     rows = report(ledger, db, "interest")
     assert [(r["account"], r["currency"], r["hour"], r["interest"], r["paid"], r["capitalized"]) for r in rows] == sorted(
-        ((a, e.currency, stamp(e.hour), e.interest, e.paid, e.capitalized) for a, e in charged), key=lambda r: (r[2], r[0]))
+        ((a, e.currency, rfc(e.hour), e.interest, e.paid, e.capitalized) for a, e in charged), key=lambda r: (r[2], r[0]))
     totals = reports.totals("interest", rows)
     assert {c: t["interest"] for c, t in totals.items()} == sums([(e.currency, e.interest) for _, e in charged]) \
         == {"USDT": D("1.43008"), "BTC": D("0.00003")}
@@ -626,15 +626,15 @@ def test_report_totals_equal_sums_over_the_events(ledger: Ledger, db: ViewDataba
     rows = report(ledger, db, "liquidations")
     assert len(rows) == len(world_events(ledger, "LiquidationStarted")) == 1
     [row] = rows
-    assert row == {"account": "dave", "started_at": stamp(m(125)), "risk_ratio_before": None,
+    assert row == {"account": "dave", "started_at": rfc(m(125)), "risk_ratio_before": None,
                    "adjusted_equity": D("-60.60003"), "maintenance_margin": D("300.060003"),
-                   "completed_at": stamp(m(125)), "risk_ratio_after": ZERO, "bad_debt": '{"USDT": "0.60003"}'}
+                   "completed_at": rfc(m(125)), "risk_ratio_after": ZERO, "bad_debt": {"USDT": D("0.60003")}}
     # mode switches: one row per ModeSwitched
     switched = world_events(ledger, "ModeSwitched")
     rows = report(ledger, db, "mode-switches")
     assert len(rows) == len(switched) == 5
     assert [(r["account"], r["from_mode"], r["to_mode"], r["at"]) for r in rows] == sorted(
-        ((a, e.from_mode, e.to_mode, stamp(e.at)) for a, e in switched), key=lambda r: r[3])
+        ((a, e.from_mode, e.to_mode, rfc(e.at)) for a, e in switched), key=lambda r: r[3])
     # borrowers: exactly the accounts whose aggregate owes
     owing = {(a, c): app.account(a).liability(c) for a in WORLD_ACCOUNTS for c in ("USDT", "BTC", "ETH")
              if app.account(a).liability(c) > 0}
@@ -664,7 +664,7 @@ def test_report_filters_select_exactly_the_expected_rows(ledger: Ledger, db: Vie
     repaid = world_events(ledger, "Repaid")
 
     def expected_repaid(since=None, until=None, account=None, currency=None):  # type: ignore[no-untyped-def]
-        return [(a, e.currency, e.amount, e.source, stamp(e.at)) for a, e in sorted(repaid, key=lambda p: p[1].at)
+        return [(a, e.currency, e.amount, e.source, rfc(e.at)) for a, e in sorted(repaid, key=lambda p: p[1].at)
                 if (since is None or e.at >= since) and (until is None or e.at <= until)
                 and account in (None, a) and currency in (None, e.currency)]
 
@@ -672,11 +672,11 @@ def test_report_filters_select_exactly_the_expected_rows(ledger: Ledger, db: Vie
     # bounds are inclusive: 01:02 and 02:01 are exactly bob's two repayments
     window = by_time(keys(report(ledger, db, "repayments", since=m(62), until=m(121)), *cols))
     assert window == expected_repaid(since=m(62), until=m(121)) == [
-        ("bob", "BTC", D("0.05"), "manual", stamp(m(62))),
-        ("alice", "USDT", D(700), "deposit", stamp(m(63))),
-        ("bob", "BTC", D("0.02"), "manual", stamp(m(121)))]
+        ("bob", "BTC", D("0.05"), "manual", rfc(m(62))),
+        ("alice", "USDT", D(700), "deposit", rfc(m(63))),
+        ("bob", "BTC", D("0.02"), "manual", rfc(m(121)))]
     assert keys(report(ledger, db, "repayments", since=m(62) + SEC / 1000, until=m(121) - SEC / 1000), *cols) == [
-        ("alice", "USDT", D(700), "deposit", stamp(m(63)))]
+        ("alice", "USDT", D(700), "deposit", rfc(m(63)))]
     for filters in ({"account": "alice"}, {"currency": "BTC"}, {"account": "dave", "currency": "USDT"},
                     {"account": "alice", "currency": "BTC"}, {"since": m(125)}, {"until": m(61)},
                     {"since": m(63), "account": "alice"}, {"since": m(126)}):
@@ -684,12 +684,12 @@ def test_report_filters_select_exactly_the_expected_rows(ledger: Ledger, db: Vie
     # interest filters on the charged hour
     interest_cols = ("account", "currency", "hour")
     assert keys(report(ledger, db, "interest", since=m(120)), *interest_cols) == [
-        ("alice", "USDT", stamp(m(120))), ("bob", "BTC", stamp(m(120))), ("dave", "USDT", stamp(m(120)))]
+        ("alice", "USDT", rfc(m(120))), ("bob", "BTC", rfc(m(120))), ("dave", "USDT", rfc(m(120)))]
     assert keys(report(ledger, db, "interest", until=m(60)), *interest_cols) == [
-        ("alice", "USDT", stamp(m(60))), ("bob", "BTC", stamp(m(60))), ("dave", "USDT", stamp(m(60)))]
+        ("alice", "USDT", rfc(m(60))), ("bob", "BTC", rfc(m(60))), ("dave", "USDT", rfc(m(60)))]
     assert report(ledger, db, "interest", since=m(60) + SEC, until=m(120) - SEC) == []
     assert keys(report(ledger, db, "interest", account="bob", currency="BTC"), "hour", "interest") == [
-        (stamp(m(60)), D("0.00002")), (stamp(m(120)), D("0.00001"))]
+        (rfc(m(60)), D("0.00002")), (rfc(m(120)), D("0.00001"))]
     assert keys(report(ledger, db, "interest", currency="USDT", since=m(120)), "account", "interest") == [
         ("alice", D("0.33005")), ("dave", D("0.30003"))]
     # liquidations filter on when they started
@@ -699,7 +699,7 @@ def test_report_filters_select_exactly_the_expected_rows(ledger: Ledger, db: Vie
     assert report(ledger, db, "liquidations", account="alice") == []
     # mode switches
     assert keys(report(ledger, db, "mode-switches", account="carol"), "from_mode", "to_mode", "at") == [
-        ("classic", "unified", stamp(T0 + 19 * SEC)), ("unified", "classic", stamp(m(10)))]
+        ("classic", "unified", rfc(T0 + 19 * SEC)), ("unified", "classic", rfc(m(10)))]
     assert keys(report(ledger, db, "mode-switches", since=T0 + 9 * SEC, until=T0 + 14 * SEC), "account") == [
         ("bob",), ("dave",)]
     assert keys(report(ledger, db, "mode-switches", since=m(1)), "account") == [("carol",)]
@@ -763,17 +763,17 @@ def test_cli_reports_json_csv_table(db_url: str) -> None:
     rows = json.loads(result.stdout)
     assert by_time([(r["account"], r["currency"], r["amount"], r["source"], r["principal"], r["interest"], r["at"])
                     for r in rows]) == [
-        ("alice", "USDT", "1000", "deposit", "999.5", "0.5", "2026-03-01T01:01:00.000000Z"),
-        ("bob", "BTC", "0.05", "manual", "0.05", "0", "2026-03-01T01:02:00.000000Z"),
-        ("alice", "USDT", "700", "deposit", "700", "0", "2026-03-01T01:03:00.000000Z"),
-        ("bob", "BTC", "0.02", "manual", "0.02", "0", "2026-03-01T02:01:00.000000Z"),
-        ("dave", "USDT", "3000", "liquidation", "2999.39997", "0.60003", "2026-03-01T02:05:00.000000Z")]
+        ("alice", "USDT", "1000", "deposit", "999.5", "0.5", "2026-03-01T01:01:00Z"),
+        ("bob", "BTC", "0.05", "manual", "0.05", "0", "2026-03-01T01:02:00Z"),
+        ("alice", "USDT", "700", "deposit", "700", "0", "2026-03-01T01:03:00Z"),
+        ("bob", "BTC", "0.02", "manual", "0.02", "0", "2026-03-01T02:01:00Z"),
+        ("dave", "USDT", "3000", "liquidation", "2999.39997", "0.60003", "2026-03-01T02:05:00Z")]
     # filters through the options; an instant with an offset is converted to UTC
     window = json.loads(ledger_cli(db_url, "report", "repayments", "--since", "2026-03-01T03:02:00+02:00",
                                    "--until", "2026-03-01T02:01:00Z", "--format", "json").stdout)
     assert by_time([(r["account"], r["amount"], r["at"]) for r in window]) == [
-        ("bob", "0.05", "2026-03-01T01:02:00.000000Z"), ("alice", "700", "2026-03-01T01:03:00.000000Z"),
-        ("bob", "0.02", "2026-03-01T02:01:00.000000Z")]
+        ("bob", "0.05", "2026-03-01T01:02:00Z"), ("alice", "700", "2026-03-01T01:03:00Z"),
+        ("bob", "0.02", "2026-03-01T02:01:00Z")]
     only = json.loads(ledger_cli(db_url, "report", "repayments", "--account", "alice", "--currency", "USDT",
                                  "--format", "json").stdout)
     assert [r["amount"] for r in only] == ["1000", "700"]
@@ -783,20 +783,20 @@ def test_cli_reports_json_csv_table(db_url: str) -> None:
     assert result.stdout.splitlines()[0] == "account,currency,hour,liability,interest_free,rate,interest,paid,capitalized,at"
     charges = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [(r["account"], r["currency"], r["hour"], r["interest"], r["paid"], r["capitalized"]) for r in charges] == [
-        ("alice", "USDT", "2026-03-01T01:00:00.000000Z", "0.5", "0", "0.5"),
-        ("bob", "BTC", "2026-03-01T01:00:00.000000Z", "0.00002", "0.00002", "0"),
-        ("dave", "USDT", "2026-03-01T01:00:00.000000Z", "0.3", "0", "0.3"),
-        ("alice", "USDT", "2026-03-01T02:00:00.000000Z", "0.33005", "0", "0.33005"),
-        ("bob", "BTC", "2026-03-01T02:00:00.000000Z", "0.00001", "0.00001", "0"),
-        ("dave", "USDT", "2026-03-01T02:00:00.000000Z", "0.30003", "0", "0.30003")]
+        ("alice", "USDT", "2026-03-01T01:00:00Z", "0.5", "0", "0.5"),
+        ("bob", "BTC", "2026-03-01T01:00:00Z", "0.00002", "0.00002", "0"),
+        ("dave", "USDT", "2026-03-01T01:00:00Z", "0.3", "0", "0.3"),
+        ("alice", "USDT", "2026-03-01T02:00:00Z", "0.33005", "0", "0.33005"),
+        ("bob", "BTC", "2026-03-01T02:00:00Z", "0.00001", "0.00001", "0"),
+        ("dave", "USDT", "2026-03-01T02:00:00Z", "0.30003", "0", "0.30003")]
     empty = ledger_cli(db_url, "report", "interest", "--format", "csv", "--since", "2026-03-02T00:00:00Z")
     assert empty.stdout == "account,currency,hour,liability,interest_free,rate,interest,paid,capitalized,at\n"
     # json for the others: money as decimal strings, null for no value
     [liq] = json.loads(ledger_cli(db_url, "report", "liquidations", "--format", "json").stdout)
-    assert liq == {"account": "dave", "started_at": "2026-03-01T02:05:00.000000Z", "risk_ratio_before": None,
+    assert liq == {"account": "dave", "started_at": "2026-03-01T02:05:00Z", "risk_ratio_before": None,
                    "adjusted_equity": "-60.60003", "maintenance_margin": "300.060003",
-                   "completed_at": "2026-03-01T02:05:00.000000Z", "risk_ratio_after": "0",
-                   "bad_debt": '{"USDT": "0.60003"}'}
+                   "completed_at": "2026-03-01T02:05:00Z", "risk_ratio_after": "0",
+                   "bad_debt": {"USDT": "0.60003"}}
     switches = json.loads(ledger_cli(db_url, "report", "mode-switches", "--format", "json").stdout)
     assert [(s["account"], s["from_mode"], s["to_mode"]) for s in switches] == [
         ("alice", "classic", "unified"), ("bob", "classic", "unified"), ("dave", "classic", "unified"),
@@ -814,7 +814,7 @@ def test_cli_reports_json_csv_table(db_url: str) -> None:
     assert "total USDT: amount 4700, interest 1.10003, principal 4698.89997" in table.stdout
     assert "total BTC: amount 0.07, interest 0, principal 0.07" in table.stdout
     table = ledger_cli(db_url, "report", "liquidations", "--format", "table")
-    assert table.exit_code == 0 and "liquidations (1 rows)" in table.stdout and "dave" in table.stdout
+    assert table.exit_code == 0 and "liquidations (1 row)" in table.stdout and "dave" in table.stdout
     # unusable options
     assert ledger_cli(db_url, "report", "nonsense").exit_code == 2
     assert ledger_cli(db_url, "report", "interest", "--format", "xml").exit_code == 2

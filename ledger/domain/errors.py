@@ -56,7 +56,6 @@ CODES: dict[str, str] = {
     "not_found": "no such path, or nothing at it (HTTP 404)",
     "method_not_allowed": "the path does not take this method (HTTP 405)",
     "payload_too_large": "the request body is larger than LEDGER_SERVE_MAX_BODY_BYTES (HTTP 413)",
-    "unknown_report": "no report of this kind (§13; HTTP 404)",
     "views_not_built": "the read models have not been built in this store (HTTP 503)",
     "unavailable": "the store does not answer, or the service is stopping (HTTP 503)",
     "internal_error": "the service failed; the request may or may not have been applied (HTTP 500)",
@@ -64,6 +63,12 @@ CODES: dict[str, str] = {
     "token_exists": "a token with this name is in use (revoke it first)",
     "unknown_token": "no token has this name",
     "unknown_scope": "a scope is none of ingest, read, report, audit, admin",
+    # reading (§13 reports and the audit)
+    "period_not_applicable": "the report is of a state at one instant (--as-of) or of facts over a period "
+                             "(--since/--until), and was given the other",
+    "inverted_period": "--since is later than --until",
+    "unknown_report": "no report or format of that name (HTTP 404 from the service)",
+    "bad_signature": "the digest's signature does not verify with the public key",
 }
 
 

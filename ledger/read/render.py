@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.domain import ids
+from ledger.domain.account import Account
 from ledger.domain.base import LedgerAggregate, LedgerEvent, event_fields, event_name
 from ledger.domain.money import fmt
 from ledger.domain.times import rfc3339
@@ -33,7 +34,17 @@ def event_dict(agg_id: str, event: LedgerEvent) -> dict[str, Any]:
     elif kind != "platform":
         out["aggregate"] = agg_id
     out.update(plain(event_fields(event)))
+    for field_name, shown in SHOWN.get(type(event), {}).items():
+        out[field_name] = shown(event)
     return out
+
+
+# One type per field across events in output (the stored events stay as they are): a field
+# that one event stores as a flag and others as an amount is shown as the amount everywhere.
+SHOWN: dict[type, dict[str, Any]] = {
+    # Repaid and BadDebtWrittenOff: the UPL-generated part repaid or written off; Borrowed: all of it, or none
+    Account.Borrowed: {"upl_generated": lambda e: fmt(e.amount if e.upl_generated else Decimal(0))},
+}
 
 
 PUBLIC_AGGREGATES = (ids.ACCOUNT_PREFIX, ids.PLATFORM)
