@@ -27,6 +27,7 @@ from ledger.service.app import LedgerApp
 from ledger.domain.base import replay
 from ledger.domain.interest import hourly_rate
 from ledger.domain.money import round_up
+from ledger.domain.times import rfc3339
 from ledger.domain.platform import Platform
 from ledger.domain.postings import book, read, unbalanced
 
@@ -308,8 +309,8 @@ def check_aggregates(result: Verification, app: LedgerApp, db: ViewDatabase, vie
         at = getattr(event, "at", None)
         if timed and not (aggregate == ids.PLATFORM and version == 1) and isinstance(at, datetime):
             if latest is not None and at < latest:
-                result.find("time", f"{aggregate} v{version} (event {position}) is at {at.isoformat()}, before "
-                                    f"v{latest_version} at {latest.isoformat()}: `at` went back (T1)",
+                result.find("time", f"{aggregate} v{version} (event {position}) is at {rfc3339(at)}, before "
+                                    f"v{latest_version} at {rfc3339(latest)}: `at` went back (T1)",
                             aggregate=aggregate, position=position)
             else:
                 latest, latest_version = at, version

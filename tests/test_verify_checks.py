@@ -74,6 +74,7 @@ def test_a_forged_back_dated_deposit_is_found(db_url: str, sealed_after: bool) -
     [finding] = [f for f in report["findings"] if f["kind"] == "time"]
     assert finding["aggregate"] == "account/bob" and finding["position"] == forged, finding
     assert "T1" in finding["detail"], finding
+    assert "+00:00" not in finding["detail"] and "Z" in finding["detail"], finding  # RFC 3339, as everywhere
     # books and replay are consistent: T1 sees it; and the store, which links each event at
     # commit, never linked the forged row, so the chain names it too unless a seal linked it
     assert kinds(report) == ({"time"} if sealed_after else {"chain", "time"}), report
