@@ -33,6 +33,7 @@ def run(root: "Root", host: str, port: int, clock: Optional[Callable[[], datetim
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stopped)  # uvicorn's own handlers replace it while it serves
+    bindable(host, port)
     service = Service(root, clock or utcnow)
     try:
         app = create_app(service)
@@ -44,6 +45,17 @@ def run(root: "Root", host: str, port: int, clock: Optional[Callable[[], datetim
     gc.freeze()  # what start-up made lives as long as the process: never walked again
     with fewer_collections():  # as for `ledger apply`: a collection pause is a request's latency
         uvicorn.Server(config).run()
+
+
+def bindable(host: str, port: int) -> None:
+    """Raise ``OSError`` (one line at the edge, exit 2) when the address cannot be had, before
+    the store is opened: uvicorn would only log it and exit 1 after start-up."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a TIME_WAIT port is free
+        probe.bind((host, port))
 
 
 def stopped(*_: object) -> None:

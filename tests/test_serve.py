@@ -222,3 +222,16 @@ def test_a_revoked_token_is_refused(served: Served) -> None:
     assert listed["short-lived"]["revoked_at"] and listed["root"]["revoked_at"] is None
     assert all("secret" not in t for t in listed.values())
     assert ledger_cli(s.url, "token", "revoke", "short-lived").exit_code == 1
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(served: Served) -> None:
+    """The address is tried before the store is opened: one line, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    taken = served.server.port  # the module's server holds it
+    done = subprocess.run([sys.executable, "-m", "entrypoints", "--db", served.url, "serve", "--port", str(taken)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stderr.startswith("ledger: cannot serve:") and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr
