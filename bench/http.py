@@ -101,3 +101,20 @@ def open_loop(host: str, port: int, secret: str, bodies: list[bytes], rate: floa
         return latencies, answers
 
     return run(main())  # type: ignore[no-any-return]
+
+
+def wait_healthy(base: str, proc: Any, seconds: float, log: str) -> None:  # float-ok: seconds
+    """Until ``base``/healthz answers 200 (a real `ledger serve` process ``proc`` has started);
+    ``RuntimeError`` when the process ends or ``seconds`` pass first."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"ledger serve did not start (see {log})")
+        time.sleep(0.1)

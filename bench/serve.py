@@ -20,7 +20,7 @@ import time
 from typing import Any, Callable
 
 from bench.common import drop, fresh_url
-from bench.http import closed_loop, open_loop
+from bench.http import closed_loop, open_loop, wait_healthy
 from bench.memory import PeakSampler
 from bench.step import percentile
 from bench.stream import FAMILY, mixed_commands
@@ -58,18 +58,7 @@ class Serving:
         self.proc = subprocess.Popen([sys.executable, "-m", "entrypoints", "--db", url, "serve", "--port", str(port)],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.sampler = PeakSampler(self.proc.pid)
-        import httpx
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ledger serve did not start (see {log})")
-            time.sleep(0.1)
+        wait_healthy(f"http://127.0.0.1:{port}", self.proc, 60, log)
 
     def stop(self) -> float:  # float-ok: MB
         self.proc.terminate()

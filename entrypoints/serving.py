@@ -16,7 +16,10 @@ token_cli = commands("Tokens of `ledger serve`: create, list, revoke.")
 def serve(ctx: typer.Context,
           host: Optional[str] = typer.Option(None, "--host", help="address to listen on (default LEDGER_SERVE_HOST, else 127.0.0.1)"),
           port: Optional[int] = typer.Option(None, "--port", min=1, max=65535,
-                                             help="TCP port (default LEDGER_SERVE_PORT, else 8080)")) -> None:
+                                             help="TCP port (default LEDGER_SERVE_PORT, else 8080)"),
+          processes: Optional[int] = typer.Option(None, "--processes", min=1, max=64,
+                                                  help="server processes sharing the port (default "
+                                                       "LEDGER_SERVE_PROCESSES, else 1)")) -> None:
     """The network service (HTTP/1.1, JSON): commands with group commit, reads, reports, audit.
     Every request but /healthz needs a token (`ledger token create`).  Stops cleanly on SIGTERM."""
     from api import server
@@ -25,7 +28,8 @@ def serve(ctx: typer.Context,
     session: Session = ctx.obj
     settings = session.root.settings
     try:
-        server.run(session.root, host or settings.serve_host, port or settings.serve_port, session.clock)
+        server.run(session.root, host or settings.serve_host, port or settings.serve_port, session.clock,
+                   processes or settings.serve_processes)
     except StoreError as error:
         fail(str(error))
     except OSError as error:

@@ -14,10 +14,24 @@ transaction sends each statement to the end before it waits for the answer.
 One transaction per save: the events table locked (writers in commit order, as
 eventsourcing's), a notification, the events with their notification ids, their links in
 the audit chain (``stores.chain``), the snapshots the unit of work took.
+
+Writers' turns (``Recorder.turn``): the table lock orders commits, not the reads before them,
+so under steady contention one process's batch can keep losing to another's (read, compute,
+and at save find a newer version).  Every attempt holds a shared advisory lock on the
+writers' key, on a connection of its own, from its first read to its commit; a writer that
+lost twice takes the exclusive one for its next attempts, so it waits for the attempts in
+flight, then reads, computes and commits with no other writer on the store: it cannot lose
+again.  PostgreSQL grants the lock requests in order, so the shared ones asked later wait
+behind it (no writer starves).  The lock wait is bounded by the connection's lock_timeout
+(a timeout is a conflict, retried).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence
+
+import psycopg
 
 from eventsourcing import postgres as base  # a module, not its classes: eventsourcing expects one factory class here
 from eventsourcing.persistence import StoredEvent
@@ -72,6 +86,9 @@ INSERT_LINKS = ("INSERT INTO {chain} (position, link) "
                 "SELECT unnest(string_to_array(%s, ',')::bigint[]), unnest(string_to_array(%s, ','))")
 
 
+TURNS_KEY = 0x4C45444745525452  # "LEDGERTR": the advisory lock of the writers' turns
+
+
 def arrays(stored_events: Sequence[StoredEvent]) -> list[list[Any]]:
     """The rows as four arrays of plain values: eventsourcing sends an array of a composite
     type, which psycopg builds as text in Python (a third of a batch's save time)."""
@@ -104,6 +121,40 @@ class Recorder(base.PostgresApplicationRecorder):
                            [("lock", LOCK), ("head", HEAD), ("backlog", BACKLOG), ("links", INSERT_LINKS)]}
         self.insert_returning = insert_statement(self, events_table_name, returning=True)
         self.sql_create_statements.append(SQL(chain.DDL).format(table=names["chain"]))
+        self._turns: Optional[psycopg.Connection[Any]] = None
+        self._turns_lock = threading.Lock()
+
+    @contextmanager
+    def turn(self, exclusive: bool) -> Iterator[None]:
+        """One attempt of a writer, from its reads to its commit (module doc): the writers'
+        advisory lock, shared, or ``exclusive`` for a writer that kept losing."""
+        mode = "" if exclusive else "_shared"
+        self._turn_statement(f"SELECT pg_advisory_lock{mode}({TURNS_KEY})")
+        try:
+            yield
+        finally:
+            self._turn_statement(f"SELECT pg_advisory_unlock{mode}({TURNS_KEY})", releasing=True)
+
+    def _turn_statement(self, statement: str, releasing: bool = False) -> None:
+        with self._turns_lock:
+            try:
+                if self._turns is None:
+                    if releasing:
+                        return  # the connection went, and its session's locks with it
+                    kwargs = {k: v for k, v in self.datastore.pool.kwargs.items() if k != "row_factory"}
+                    self._turns = psycopg.connect(autocommit=True, **kwargs)
+                self._turns.execute(statement)
+            except psycopg.Error:
+                if self._turns is not None and (self._turns.closed or self._turns.broken):
+                    self._turns = None
+                if not releasing:
+                    raise
+                self.close_turns()  # a lock that could not be released: ended with the session
+
+    def close_turns(self) -> None:
+        if self._turns is not None:
+            self._turns.close()
+            self._turns = None
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """The events, their links and the snapshots passed along, in one transaction.  No

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import httpx
 
+from bench.http import wait_healthy
 from tests.helpers import ledger_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,24 +35,18 @@ def token(url: str, name: str, *scopes: str) -> str:
 
 
 class Server:
-    def __init__(self, url: str, log: Path, **env: str) -> None:
+    def __init__(self, url: str, log: Path, *args: str, **env: str) -> None:
         self.url, self.port = url, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "entrypoints", "--db", url, "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "entrypoints", "--db", url, "serve", "--port", str(self.port), *args],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
             env={**os.environ, "LEDGER_SERVE_MAX_BODY_BYTES": str(MAX_BODY), **env})
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"ledger serve did not start: {log.read_text()}")
-            time.sleep(0.1)
+        try:
+            wait_healthy(self.base, self.proc, 30, str(log))
+        except RuntimeError as error:
+            raise AssertionError(f"{error}: {log.read_text()}") from None
 
     def client(self, secret: Optional[str] = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {secret}"} if secret else {}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +20,7 @@ import pytest
 
 from tests import pg
 from tests.helpers import at, ledger_cli
-from tests.serving import Server, token
+from tests.serving import Server, free_port, token
 
 CLIENTS, EACH = 32, 12
 
@@ -36,6 +38,23 @@ def test_32_concurrent_clients_on_two_processes_lose_nothing(store: str, tmp_pat
     url = fresh_url(store, tmp_path, "load.db")
     secret = token(url, "load", "ingest", "read")
     servers = [Server(url, tmp_path / f"serve{n}.log") for n in range(2)]
+    lose_nothing(url, secret, servers)
+
+
+def test_processes_2_shares_one_port_and_loses_nothing(store: str, tmp_path: Path) -> None:
+    url = fresh_url(store, tmp_path, "load.db")
+    secret = token(url, "load", "ingest", "read")
+    server = Server(url, tmp_path / "serve.log", "--processes", "2")
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    serving = [pid for pid in children if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(serving) >= 2, children  # (the resource tracker is a child too)
+    lose_nothing(url, secret, [server, server])
+
+
+def lose_nothing(url: str, secret: str, servers: list[Server]) -> None:
+    """32 clients, dealt to ``servers`` in turn, each depositing to its own account and to a
+    shared one at once: every answer ok, every balance exact, the history whole, every server
+    exits 0 on SIGTERM, and the store verifies."""
     try:
         with servers[0].client(secret) as c:
             assert c.post("/v1/commands", json={"type": "open_account", "account": "shared", "at": at(0)}).json()["ok"]
@@ -64,8 +83,8 @@ def test_32_concurrent_clients_on_two_processes_lose_nothing(store: str, tmp_pat
         metrics = httpx.get(servers[0].base + "/metrics", headers={"Authorization": f"Bearer {secret}"}).text
         assert "ledger_group_commit_commands_sum" in metrics
     finally:
-        codes = [s.stop() for s in servers]
-    assert codes == [0, 0]
+        codes = [s.stop() for s in dict.fromkeys(servers)]
+    assert set(codes) == {0}
     verify = ledger_cli(url, "audit", "verify", "--json")
     assert verify.exit_code == 0 and json.loads(verify.stdout)["ok"], verify.output
 
@@ -137,6 +156,14 @@ def test_sigterm_answers_what_is_in_flight_and_exits_0(store: str, tmp_path: Pat
     assert answered and all(r["ok"] for r in answered)
     opened = ledger_cli(url, "account", "list", "--json")
     assert len(json.loads(opened.stdout)) == len(answered)  # every answer was committed, nothing unanswered was
+
+
+def test_processes_on_a_store_that_cannot_be_opened_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing' / 'x.db'}"
+    done = subprocess.run([sys.executable, "-m", "entrypoints", "--db", url, "serve", "--port", str(free_port()),
+                           "--processes", "2"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr + done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 @pytest.mark.postgres

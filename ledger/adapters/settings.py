@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     projection_batch: int = whole(1000, 1, "events", "events per transaction of the read models")
     serve_host: str = Field("127.0.0.1", description="`ledger serve`: the address it listens on (`--host` wins)")
     serve_port: int = whole(8080, 1, "ports", "`ledger serve`: the TCP port (`--port` wins)", high=65535)
+    serve_processes: int = whole(1, 1, "processes", "`ledger serve`: server processes sharing the port, each with its "
+                                                   "own writer (the store decides between them; `--processes` wins)",
+                                 high=64)
     serve_max_body_bytes: int = whole(1_048_576, 1024, "bytes", "`ledger serve`: the largest request body (413 above)")
     serve_batch_commands: int = whole(2000, 1, "commands", "`ledger serve`: commands per group commit (one transaction)",
                                       high=100_000)

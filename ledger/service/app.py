@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import types
+from contextlib import nullcontext
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import IntegrityError, InternalError
@@ -40,6 +41,9 @@ Result = dict[str, Any]
 BATCH_SIZE = 2000  # commands per transaction (fewer commits; still a bounded unit of work)
 EVENT_PAGE = 500  # events per read when replaying to an instant
 AFTER_SNAPSHOT_PAGE = 101  # the first read after a snapshot: the next one is usually within 100 events
+
+
+EXCLUSIVE_AFTER = 2  # lost attempts after which a batch takes the writers' exclusive turn (stores.postgres)
 
 
 def conflict() -> Outcome:
@@ -162,6 +166,16 @@ class LedgerApp(Application[str]):
         for recorder in {self.recorder, getattr(self.snapshots, "recorder", self.recorder)}:
             without_library_retries(recorder)
 
+    def turn(self, exclusive: bool) -> ContextManager[None]:
+        """The writers' turn for one attempt (``stores.postgres``: a shared advisory lock, the
+        exclusive one after EXCLUSIVE_AFTER lost attempts); a store without turns: nothing."""
+        turn = getattr(self.recorder, "turn", None)
+        return turn(exclusive) if turn is not None else nullcontext()
+
+    def close(self) -> None:
+        getattr(self.recorder, "close_turns", lambda: None)()
+        super().close()
+
     def construct_repository(self) -> Repository[str]:
         """eventsourcing's ``Application.construct_repository``, building a ``LedgerRepository``."""
         cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
@@ -244,7 +258,8 @@ class LedgerApp(Application[str]):
         failures = Failures(policy)
         while failures.lost < attempts:
             try:
-                return self._attempt(items, step, preload)
+                with self.turn(failures.lost >= EXCLUSIVE_AFTER):
+                    return self._attempt(items, step, preload)
             except Exception as error:  # noqa: BLE001 - classified; anything else re-raised
                 kind = classify(error)
                 if kind is None:
