@@ -4,6 +4,8 @@
   command of the ingest mix (bench.stream) over its own families of accounts (so no client
   waits on another's account, and every command is accepted): commands/s.  Baseline:
   `ledger apply` of the same commands on a fresh store of the same kind.
+- serve_throughput_2p: the same with `ledger serve --processes 2` (two server processes on the
+  port, each with its writer) on another fresh store.
 - serve_latency_p50, serve_latency_p99: deposits offered at 1,000 commands/s (open loop,
   from when each was due) to the same server afterwards: milliseconds.
 
@@ -51,11 +53,12 @@ def ledger(*args: str) -> subprocess.CompletedProcess[str]:
 class Serving:
     """A `ledger serve` process on ``url`` and an ingest token; stopped with SIGTERM."""
 
-    def __init__(self, url: str, port: int, log: str) -> None:
+    def __init__(self, url: str, port: int, log: str, processes: int = 1) -> None:
         self.secret = json.loads(ledger("--db", url, "token", "create", "--name", "bench", "--scope", "ingest",
                                         "--json").stdout)["secret"]
         self.port, self.log = port, open(log, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "entrypoints", "--db", url, "serve", "--port", str(port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "entrypoints", "--db", url, "serve", "--port", str(port),
+                                      "--processes", str(processes)],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.sampler = PeakSampler(self.proc.pid)
         wait_healthy(f"http://127.0.0.1:{port}", self.proc, 60, log)
@@ -68,6 +71,18 @@ class Serving:
         if code:
             raise RuntimeError(f"ledger serve exited with {code}")
         return peak
+
+
+def throughput(server: Serving, head: list[dict[str, Any]], rest: list[dict[str, Any]], phase: Callable[..., Any],
+               label: str) -> float:  # float-ok: seconds
+    """The set-up commands, then ``rest`` from CLIENTS keep-alive clients: the seconds ``rest`` took."""
+    closed_loop("127.0.0.1", server.port, server.secret, [[json.dumps(c).encode()] for c in head])
+    with phase(f"serve{label}: {len(rest):,} commands from {CLIENTS} keep-alive clients", "timed"):
+        seconds, answers = closed_loop("127.0.0.1", server.port, server.secret, streams(rest, CLIENTS))
+    bad = [a for a in answers if not a["ok"]]
+    if len(answers) != len(rest) or bad:
+        raise RuntimeError(f"serve{label}: {len(answers)} answers for {len(rest)} commands, rejected: {bad[:3]}")
+    return float(seconds)  # float-ok: seconds
 
 
 def free_port() -> int:
@@ -99,12 +114,7 @@ def measure(store: str, commands: int, accounts: int, latency_commands: int, wor
     try:
         server = Serving(url, free_port(), os.path.join(workdir, f"{store}-serve.log"))
         try:
-            closed_loop("127.0.0.1", server.port, server.secret, [[json.dumps(c).encode()] for c in head])
-            with phase(f"serve: {len(rest):,} commands from {CLIENTS} keep-alive clients", "timed"):
-                seconds, answers = closed_loop("127.0.0.1", server.port, server.secret, streams(rest, CLIENTS))
-            bad = [a for a in answers if not a["ok"]]
-            if len(answers) != len(rest) or bad:
-                raise RuntimeError(f"serve: {len(answers)} answers for {len(rest)} commands, rejected: {bad[:3]}")
+            seconds = throughput(server, head, rest, phase, "")
             deposits = [json.dumps({"type": "deposit", "account": f"u{n % accounts:05d}", "currency": "USDT",
                                     "amount": "1"}).encode() for n in range(latency_commands)]
             with phase(f"serve: {latency_commands:,} deposits offered at {LATENCY_RATE:,}/s", "timed"):
@@ -115,10 +125,22 @@ def measure(store: str, commands: int, accounts: int, latency_commands: int, wor
             rss = server.stop()
     finally:
         drop(url)
+    url = fresh_url(store)
+    try:
+        server = Serving(url, free_port(), os.path.join(workdir, f"{store}-serve2.log"), processes=2)
+        try:
+            seconds_2p = throughput(server, head, rest, phase, " (--processes 2)")
+        finally:
+            rss_2p = server.stop()
+    finally:
+        drop(url)
     base = {"method": "ledger apply of the same commands (a fresh store)", "seconds": apply_seconds * len(rest) / len(cmds)}
-    ratio = (len(rest) / seconds) / (len(rest) / base["seconds"])
-    figures = [figure("serve_throughput", store, len(rest) / seconds, "commands/s", len(rest), "commands", seconds, base,
-                      rss, clients=CLIENTS, ratio_target=0.5, ratio_met=ratio >= 0.5, accounts=accounts)]
+    figures = []
+    for name, took, peak, extra in (("serve_throughput", seconds, rss, {}),
+                                    ("serve_throughput_2p", seconds_2p, rss_2p, {"processes": 2})):
+        ratio = (len(rest) / took) / (len(rest) / base["seconds"])
+        figures.append(figure(name, store, len(rest) / took, "commands/s", len(rest), "commands", took, base, peak,
+                              clients=CLIENTS, ratio_target=0.5, ratio_met=ratio >= 0.5, accounts=accounts, **extra))
     times = sorted(latencies)
     for p in (50, 99):
         value = percentile(times, p)
