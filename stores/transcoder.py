@@ -98,7 +98,9 @@ class OrjsonTranscoder(JSONTranscoder):
         kind = type(obj)
         if kind is dict:
             if len(obj) == 2 and "_type_" in obj and "_data_" in obj:
-                data = obj["_data_"] = self._revive(obj["_data_"])
+                data = obj["_data_"]
+                if type(data) is not str:  # a Decimal's or datetime's string needs no walk (half the calls)
+                    data = obj["_data_"] = self._revive(data)
                 transcoding = self.names.get(obj["_type_"])
                 return transcoding.decode(data) if transcoding else self._decode_obj(obj)
             for key, value in obj.items():
