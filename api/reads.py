@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -111,14 +111,16 @@ def add_routes(app: FastAPI, service: Service) -> None:
         if kind not in reports.REPORTS:
             raise ApiError(404, "unknown_report", f"no report {kind[:40]!r}: use one of {', '.join(reports.REPORTS)}")
         start, end, first = instant(since, "since"), instant(until, "until"), offset(cursor)
-        rows = [plain(r) for r in reports.rows(service.read_app, views(), kind, since=start, until=end,
-                                               account=account, currency=currency)]
         if "text/csv" in request.headers.get("accept", ""):
-            columns = list(rows[0]) if rows else list(reports.REPORTS[kind].columns)
-            return StreamingResponse(as_csv(columns, rows), media_type="text/csv; charset=utf-8")
-        shown = rows[first:first + limit]
-        more = first + limit < len(rows)
-        return json_response({"items": shown, "next_cursor": str(first + limit) if more else None})
+            views()  # built, or 503 before the answer starts
+            found = reports.stream(service.read_app, views, kind, since=start, until=end, account=account,
+                                   currency=currency)
+            return StreamingResponse(as_csv(list(reports.REPORTS[kind].columns), (plain(r) for r in found)),
+                                     media_type="text/csv; charset=utf-8")
+        page = [plain(r) for r in reports.rows(service.read_app, views(), kind, since=start, until=end, account=account,
+                                               currency=currency, limit=limit + 1, offset=first)]
+        more = len(page) > limit
+        return json_response({"items": page[:limit], "next_cursor": str(first + limit) if more else None})
 
     @app.get("/v1/audit/digest", tags=["audit"])
     def audit_digest(_: Token = Depends(scope("audit"))) -> Response:
@@ -140,13 +142,22 @@ def add_routes(app: FastAPI, service: Service) -> None:
         return json_response(machine.verified(result))
 
 
-def as_csv(columns: list[str], rows: list[dict[str, Any]], chunk: int = 500) -> Iterator[str]:
+def as_csv(columns: list[str], rows: Iterable[dict[str, Any]], chunk: int = 500) -> Iterator[str]:
+    """The header (the first row's columns; ``columns`` when there is none), then the rows
+    ``chunk`` at a time, as they are read."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    rows = iter(rows)
+    first = next(rows, None)
+    writer = csv.DictWriter(out, fieldnames=list(first) if first else columns, lineterminator="\n")
     writer.writeheader()
-    for start in range(0, len(rows), chunk):
-        writer.writerows(rows[start:start + chunk])
+    if first is None:
         yield out.getvalue()
-        out.seek(0)
-        out.truncate()
+        return
+    writer.writerow(first)
+    for n, row in enumerate(rows, 2):
+        writer.writerow(row)
+        if n % chunk == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
     yield out.getvalue()

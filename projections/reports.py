@@ -85,8 +85,11 @@ def check_period(kind: str, since: datetime | None, until: datetime | None, as_o
 
 
 def select(kind: str, since: datetime | None = None, until: datetime | None = None,
-           account: str | None = None, currency: str | None = None) -> tuple[str, list[Any]]:
-    """The report's SQL and parameters (``?`` placeholders)."""
+           account: str | None = None, currency: str | None = None, after: tuple[Any, ...] | None = None,
+           limit: int | None = None, offset: int = 0) -> tuple[str, list[Any]]:
+    """The report's SQL and parameters (``?`` placeholders): its columns, then its order key
+    (``order_key``); ``after`` a key: only the rows after it (keyset paging); ``limit`` and
+    ``offset``: a page."""
     report = REPORTS[kind]
     where, params = [], []
     if kind == "borrowers":
@@ -103,37 +106,82 @@ def select(kind: str, since: datetime | None = None, until: datetime | None = No
     if currency and "currency" in report.columns:
         where.append("currency = ?")
         params.append(currency)
-    # time order (a batch stores its events account by account, so position alone is not)
-    order = "account, currency" if kind == "borrowers" else f"{report.time_column}, position"
-    sql = f"SELECT {', '.join(report.columns)} FROM {report.table}"
+    key = order_key(kind)
+    if after is not None:
+        where.append(f"({', '.join(key)}) > ({', '.join('?' * len(key))})")
+        params.extend(after)
+    sql = f"SELECT {', '.join(report.columns + key)} FROM {report.table}"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    return sql + f" ORDER BY {order}", params
+    sql += f" ORDER BY {', '.join(key)}"
+    if limit is not None:
+        sql += " LIMIT ? OFFSET ?"
+        params.extend([limit, offset])
+    return sql, params
+
+
+def order_key(kind: str) -> tuple[str, ...]:
+    """The columns a report is ordered by, unique per row: time order for facts (a batch
+    stores its events account by account, so position alone is not), then position."""
+    return ("account", "currency") if kind == "borrowers" else (REPORTS[kind].time_column, "position")
 
 
 def rows(app: LedgerApp, db: ViewDatabase, kind: str, since: datetime | None = None, until: datetime | None = None,
          account: str | None = None, currency: str | None = None, as_of: datetime | None = None,
-         **options: Any) -> list[dict[str, Any]]:
-    """The report's rows (money as Decimal, instants as RFC 3339 text); ``options``: the
-    summary's ``by`` (day|month) and ``group_by`` (account|currency|source)."""
+         limit: int | None = None, offset: int = 0, **options: Any) -> list[dict[str, Any]]:
+    """The report's rows (money as Decimal, instants as RFC 3339 text), or the page of
+    ``limit`` rows from ``offset``; ``options``: the summary's ``by`` (day|month) and
+    ``group_by`` (account|currency|source)."""
     check_period(kind, since, until, as_of)
-    report = REPORTS[kind]
     if from_events(kind, as_of):
         report_of = LOG_REPORTS.get(kind, borrowers_at)
         out = report_of(app, since=since, until=until, account=account, currency=currency, as_of=as_of, **options)
+        out = out[offset:] if limit is None else out[offset:offset + limit]
     else:
-        sql, params = select(kind, since, until, account, currency)
-        out = [{c: (Decimal(str(v)) if c in report.money and v is not None else v) for c, v in zip(report.columns, values)}
-               for values in db.rows(sql, params)]
-        for row in out:
-            for column in report.times:
-                if row[column] is not None:
-                    row[column] = rfc3339(from_stamp(row[column]))
-            if kind == "liquidations" and row["bad_debt"] is not None:
-                row["bad_debt"] = {c: Decimal(v) for c, v in json.loads(row["bad_debt"]).items()}
+        sql, params = select(kind, since, until, account, currency, limit=limit, offset=offset)
+        out = [typed(kind, values) for values in db.rows(sql, params)]
     if kind == "borrowers":
         add_limits(app, out, as_of)
     return out
+
+
+def stream(app: LedgerApp, views: Callable[[], ViewDatabase], kind: str, since: datetime | None = None,
+           until: datetime | None = None, account: str | None = None, currency: str | None = None,
+           page: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every row of the report over the period, ``page`` at a time from the read models (keyset
+    on ``order_key``: each page an index range, whatever the period's size); a report of the
+    event log is computed whole (its rows are sorted in time order) and then yielded.
+    ``views()`` gives the read models' connection for each page (a server's streamed answer may
+    read its pages on different threads, each with its own connection)."""
+    check_period(kind, since, until, None)
+    if from_events(kind, None):
+        yield from rows(app, views(), kind, since=since, until=until, account=account, currency=currency)
+        return
+    after: tuple[Any, ...] | None = None
+    width = len(REPORTS[kind].columns)
+    while True:
+        sql, params = select(kind, since, until, account, currency, after=after, limit=page)
+        found = views().rows(sql, params)
+        out = [typed(kind, values) for values in found]
+        if kind == "borrowers":
+            add_limits(app, out, None)
+        yield from out
+        if len(found) < page:
+            return
+        after = tuple(found[-1][width:])
+
+
+def typed(kind: str, values: tuple[Any, ...]) -> dict[str, Any]:
+    """A row of the read models as the report shows it: money as Decimal, instants RFC 3339
+    (the order key's columns after the report's are left out)."""
+    report = REPORTS[kind]
+    row = {c: (Decimal(str(v)) if c in report.money and v is not None else v) for c, v in zip(report.columns, values)}
+    for column in report.times:
+        if row[column] is not None:
+            row[column] = rfc3339(from_stamp(row[column]))
+    if kind == "liquidations" and row["bad_debt"] is not None:
+        row["bad_debt"] = {c: Decimal(v) for c, v in json.loads(row["bad_debt"]).items()}
+    return row
 
 
 def from_events(kind: str, as_of: datetime | None) -> bool:

@@ -12,6 +12,7 @@ import pytest
 
 from ledger.domain.errors import LedgerError
 from ledger.domain.margin import shown_ratio
+from ledger.domain.times import parse_instant
 from projections import reports, runner
 from projections.sql import ViewDatabase
 from tests.helpers import D, Ledger, ledger_cli
@@ -195,3 +196,22 @@ def test_cli_period_refusals_and_empty_results_say_so(db_url: str) -> None:
                                                           ("repayment", "liquidation"), ("borrowing", "manual")}
     table = ledger_cli(db_url, "report", "liquidations")
     assert "liquidations (1 row)" in table.stdout and "infinite" in table.stdout, table.stdout
+
+
+# --- paging and streaming ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["interest", "repayments", "mode-switches", "borrowers", "movements"])
+def test_pages_and_the_stream_add_up_to_the_whole_report(ledger: Ledger, db: ViewDatabase, kind: str) -> None:
+    """``rows(limit, offset)`` pages and ``stream`` (keyset pages of the read models) give the
+    whole report's rows, in its order, whatever the page size."""
+    world(ledger, db)
+    whole = reports.rows(ledger.app, db, kind)
+    assert len(whole) >= 2, f"the world has too few {kind} rows to page"
+    for size in (1, 2, len(whole) + 1):
+        pages = [reports.rows(ledger.app, db, kind, limit=size, offset=start) for start in range(0, len(whole), size)]
+        assert [r for p in pages for r in p] == whole
+        assert list(reports.stream(ledger.app, lambda: db, kind, page=size)) == whole
+    since = whole[len(whole) // 2].get("at") or whole[len(whole) // 2].get("hour")
+    if since and kind != "borrowers":
+        instant = parse_instant(since)
+        assert list(reports.stream(ledger.app, lambda: db, kind, since=instant, page=2)) == \
+            reports.rows(ledger.app, db, kind, since=instant)
