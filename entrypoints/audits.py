@@ -125,7 +125,9 @@ def audit_verify(
         fail(f"--digest: {digest!r} is not POSITION:LINK as `ledger audit digest` prints it")
 
     with session.opened(read_only=True) as app, session.views(read_only=True) as db:
-        result = with_progress("verifying", as_json, lambda progress: audit.verify(app, db, digest, progress))
+        settings = session.root.settings
+        result = with_progress("verifying", as_json, lambda progress: audit.verify(
+            app, db, digest, progress, settings.verify_processes, settings.verify_parallel_from))
     if as_json:
         emit(machine.verified(result))
     else:

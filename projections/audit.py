@@ -108,16 +108,23 @@ class Verification:
         return max(0, self.head - self.view_position)
 
 
+PROCESSES = 0  # processes of the aggregate pass, 0: one per CPU; LEDGER_VERIFY_PROCESSES through the settings
+PARALLEL_FROM = 200_000  # events from which that pass runs in those processes; LEDGER_VERIFY_PARALLEL_FROM
+
+
 def verify(app: LedgerApp, db: ViewDatabase, expected_digest: str | None = None,
-           progress: Callable[[int, int], None] | None = None) -> Verification:
+           progress: Callable[[int, int], None] | None = None, processes: int = PROCESSES,
+           parallel_from: int = PARALLEL_FROM) -> Verification:
     """Every check, reading only: nothing is sealed or projected first.  Events after the
     chain's head are counted as ``unsealed`` (the writers link them), unless the store links
     at commit; the read models are compared with the log at their own position.
 
     Two passes over the log, neither holding it: by position, the chain (``check_chain``);
     by (aggregate, version), every event decoded once and each aggregate replayed alone
-    (``check_aggregates``).  What stays in memory is one aggregate, the platform's history,
-    and per account and currency its balances and books."""
+    (``check_aggregates``; from ``parallel_from`` events on, in ``processes`` processes, each
+    a range of aggregate ids: ``projections.verify_parts``).  What stays in memory is one
+    aggregate (per process), the platform's history, and per account and currency its
+    balances and books."""
     result = Verification()
     total = app.recorder.max_notification_id() or 0
     views = read_views(db)
@@ -131,7 +138,13 @@ def verify(app: LedgerApp, db: ViewDatabase, expected_digest: str | None = None,
         kept = eventlog.link_at(db, int(position)) if int(position) else GENESIS
         if kept != wanted:
             result.find("chain", f"the chain at {position} is not the digest the auditor kept", position=int(position or 0))
-    check_aggregates(result, app, db, views if 0 < views.position <= last else None, last)
+    compared = views if 0 < views.position <= last else None
+    from projections import verify_parts
+
+    if processes != 1 and total >= parallel_from and verify_parts.possible(app):
+        verify_parts.check_aggregates(result, app, db, compared, last, processes)
+    else:
+        check_aggregates(result, app, db, compared, last)
     if result.view_position > last:
         result.find("read_model", f"the views are at {result.view_position}, the log at {last}")
     return result
@@ -259,9 +272,14 @@ class AggregateChecks:
         check_replay(self.result, self.app, dict(self.pending))
         self.pending.clear()
 
-    def end(self) -> None:
+    def close(self) -> None:
+        """After the last aggregate of a pass (or of one part of it)."""
         self.finish()
         self.compare_loads()
+
+    def cross(self) -> None:
+        """The checks across all aggregates: the books, the rows of the views no account has,
+        the pools against the views' totals (after every part was merged, when in parts)."""
         check_books(self.result, self.books, self.balances, self.pools)
         if self.views:
             zero = (Decimal(0),) * 3
@@ -273,7 +291,8 @@ class AggregateChecks:
                     self.result.find("read_model", f"view_platform_totals {currency} differs from the lending pool")
 
 
-def check_aggregates(result: Verification, app: LedgerApp, db: ViewDatabase, views: "ViewRows | None", last: int) -> None:
+def check_aggregates(result: Verification, app: LedgerApp, db: ViewDatabase, views: "ViewRows | None", last: int,
+                     lo: str | None = None, hi: str | None = None, cross: bool = True) -> "AggregateChecks":
     """Per aggregate, one ordered pass over (aggregate, version) up to position ``last``:
     versions contiguous from 1; for accounts and the platform `at` never going back (T1);
     each event read once (D1: its legs balance, they add to the books); each InterestCharged
@@ -281,12 +300,14 @@ def check_aggregates(result: Verification, app: LedgerApp, db: ViewDatabase, vie
     for the books and its state at the views' position compared with the views (``views``:
     None when they are not compared).  The platform's first event carries the instant of the
     first command ever applied, and its defaults hold from the beginning of time, so its
-    later events may be earlier."""
+    later events may be earlier.  ``lo`` and ``hi``: only the aggregates with ids in [lo, hi)
+    (one part of the pass, ``projections.verify_parts``); ``cross``: then the checks across
+    every aggregate too."""
     platform = PlatformHistory(app, db, last)
     checks = AggregateChecks(result, app, views)
     books = checks.books
     current, expected, latest, latest_version = None, 1, None, 0
-    for aggregate, version, position, topic, state in eventlog.by_aggregate(app, db):
+    for aggregate, version, position, topic, state in eventlog.by_aggregate(app, db, lo, hi):
         if position > last:  # written after the chain's pass
             continue
         if aggregate != current:
@@ -330,7 +351,10 @@ def check_aggregates(result: Verification, app: LedgerApp, db: ViewDatabase, vie
         except Exception as error:  # noqa: BLE001 - a gap or a foreign event in an aggregate's history
             result.find("replay", f"event {position} ({aggregate} v{version}) does not replay: "
                                   f"{type(error).__name__} {error}".strip(), position=position)
-    checks.end()
+    checks.close()
+    if cross:
+        checks.cross()
+    return checks
 
 
 def check_interest(result: Verification, n: Any, event: Any, acct: Any, platform: PlatformHistory) -> None:

@@ -48,20 +48,40 @@ def by_position(app: Any, db: ViewDatabase, after: int = 0) -> Iterator[tuple[No
         after = int(page[-1][0])
 
 
-def by_aggregate(app: Any, db: ViewDatabase) -> Iterator[tuple[str, int, int, str, Any]]:
-    """Every event as (aggregate, version, position, topic, state), ordered by aggregate and version."""
+def by_aggregate(app: Any, db: ViewDatabase, lo: str | None = None,
+                 hi: str | None = None) -> Iterator[tuple[str, int, int, str, Any]]:
+    """Every event as (aggregate, version, position, topic, state), ordered by aggregate and
+    version; ``lo``/``hi``: only the aggregates with ids in [lo, hi)."""
     table, pos = events_table(app, db)
-    first = (f"SELECT originator_id, originator_version, {pos}, topic, state FROM {table} "
-             "ORDER BY originator_id, originator_version LIMIT ?")
-    rest = (f"SELECT originator_id, originator_version, {pos}, topic, state FROM {table} "
-            "WHERE (originator_id, originator_version) > (?, ?) ORDER BY originator_id, originator_version LIMIT ?")
-    page = db.rows(first, [PAGE])
+    columns = f"SELECT originator_id, originator_version, {pos}, topic, state FROM {table}"
+    upper, bound = ("originator_id < ? AND ", [hi]) if hi is not None else ("", [])
+    order = "ORDER BY originator_id, originator_version LIMIT ?"
+    if lo is None:
+        page = db.rows(f"{columns} WHERE {upper}1 = 1 {order}", bound + [PAGE])
+    else:
+        page = db.rows(f"{columns} WHERE {upper}originator_id >= ? {order}", bound + [lo, PAGE])
+    rest = f"{columns} WHERE {upper}(originator_id, originator_version) > (?, ?) {order}"
     while True:
         for aggregate, version, position, topic, state in page:
             yield aggregate, int(version), int(position), topic, state
         if len(page) < PAGE:
             return
-        page = db.rows(rest, [page[-1][0], page[-1][1], PAGE])
+        page = db.rows(rest, bound + [page[-1][0], page[-1][1], PAGE])
+
+
+def split_aggregates(app: Any, db: ViewDatabase, parts: int) -> list[str]:
+    """Up to ``parts - 1`` aggregate ids that cut the log, in (aggregate, version) order, into
+    parts of about as many events each (an aggregate never split): the lower bounds of every
+    part but the first."""
+    table, _ = events_table(app, db)
+    total = int(db.rows(f"SELECT COUNT(*) FROM {table}")[0][0] or 0)
+    cuts: list[str] = []
+    for k in range(1, parts):
+        found = db.rows(f"SELECT originator_id FROM {table} ORDER BY originator_id, originator_version "
+                        "LIMIT 1 OFFSET ?", [total * k // parts])
+        if found and (not cuts or found[0][0] != cuts[-1]):  # in the store's order (its collation)
+            cuts.append(found[0][0])
+    return cuts
 
 
 def of_aggregate(app: Any, db: ViewDatabase, aggregate: str) -> Iterator[tuple[int, int, str, Any]]:

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     sweep_batch_accounts: int = whole(500, 1, "accounts", "accounts per transaction of the sweep")
     sweep_processes: int = whole(0, 0, "processes", "processes of the sweep's read-only screen (0: one per CPU)")
     sweep_parallel_from: int = whole(20_000, 0, "accounts", "candidates from which the screen runs in those processes")
+    verify_processes: int = whole(0, 0, "processes", "processes of `audit verify`'s aggregate pass (0: one per CPU)")
+    verify_parallel_from: int = whole(200_000, 0, "events", "events from which that pass runs in those processes")
     projection_batch: int = whole(1000, 1, "events", "events per transaction of the read models")
     serve_host: str = Field("127.0.0.1", description="`ledger serve`: the address it listens on (`--host` wins)")
     serve_port: int = whole(8080, 1, "ports", "`ledger serve`: the TCP port (`--port` wins)", high=65535)
