@@ -86,12 +86,16 @@ class Tree:
         return {"as_of": self.as_of, "leaves": len(self.accounts), "root": self.root, "totals": merkle.shown(self.totals)}
 
 
+def check_secret(secret: bytes) -> None:
+    if len(secret) < MIN_SECRET_BYTES:
+        raise LedgerError("no_secret", f"the secret has {len(secret)} bytes; it needs {MIN_SECRET_BYTES} or more")
+
+
 def build(as_of: str, balances: dict[str, Sums], secret: bytes) -> Tree:
     """The tree over ``balances`` at ``as_of`` (RFC 3339).  Leaves are ordered by a keyed hash
     of the account and the instant, so a leaf's place says nothing of its account; a negative
     amount is refused (``negative_amount``): it would net value away."""
-    if len(secret) < MIN_SECRET_BYTES:
-        raise LedgerError("no_secret", f"the secret has {len(secret)} bytes; it needs {MIN_SECRET_BYTES} or more")
+    check_secret(secret)
     for account in sorted(balances):
         bad = merkle.negative(balances[account])
         if bad:
@@ -150,7 +154,8 @@ def write(tree: Tree, out: Path, progress: Callable[[int, int], None] | None = N
 def liabilities(app: LedgerApp, as_of: datetime, secret: bytes, out: Path,
                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """`ledger audit liabilities`: the tree at ``as_of`` written into ``out``; root.json's contents."""
-    refuse_used(out)  # before reading the log: a used directory is said at once
+    check_secret(secret)  # before reading the log: a short secret and a used directory are said at once
+    refuse_used(out)
     tree = build(rfc3339(as_of), balances_at(app, as_of), secret)
     return write(tree, out, progress)
 
