@@ -101,7 +101,7 @@ def build(as_of: str, balances: dict[str, Sums], secret: bytes) -> Tree:
         if bad:
             raise LedgerError("negative_amount", f"{account} holds {bad} at {as_of}: a Merkle sum tree's amounts are "
                                                  "never negative")
-    order = sorted(balances, key=lambda a: merkle.salt(secret, f"order:{as_of}:{a}"))
+    order = sorted(balances, key=lambda a: merkle.salt(secret, f"order/{as_of}/{a}"))
     salts = [merkle.salt(secret, a) for a in order]
     level = [(merkle.leaf_hash(as_of, a, s, balances[a]), balances[a]) for a, s in zip(order, salts)]
     levels = [level]

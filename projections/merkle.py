@@ -16,7 +16,8 @@ are never negative, so nothing can be netted away.
   committing to the total alone lets a prover move value between siblings).
 - padding, the right sibling of the last node of a level with an odd count (and of a lone
   leaf): ``{"type": "padding", "as_of", "level": L, "salt"}``, the salt HMAC-SHA256(secret,
-  "padding:L"); its sums are empty (zero), so padding adds nothing and nothing is counted twice.
+  "padding/L") (no account id holds a "/"); its sums are empty (zero), so padding adds
+  nothing and nothing is counted twice.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from typing import Any, Iterable, Mapping
 
 Sums = dict[str, tuple[Decimal, Decimal]]  # currency -> (cash, liability)
 ZERO = Decimal(0)
+MAX_DIGITS, MAX_PLACES = 40, 40  # bounds on an amount read from a file (1e999999999 would take a gigabyte)
 
 
 class ProofFormatError(ValueError):
@@ -87,7 +89,7 @@ def node_hash(level: int, left: tuple[str, Sums], right: tuple[str, Sums]) -> st
 
 
 def padding_hash(secret: bytes, as_of: str, level: int) -> str:
-    return sha256({"type": "padding", "as_of": as_of, "level": level, "salt": salt(secret, f"padding:{level}")})
+    return sha256({"type": "padding", "as_of": as_of, "level": level, "salt": salt(secret, f"padding/{level}")})
 
 
 EMPTY_ROOT = sha256({"type": "empty"})  # the root of a tree without leaves
@@ -122,6 +124,9 @@ def parse_amount(value: Any, where: str) -> Decimal:
         raise ProofFormatError(f"{where} {value!r} is not a decimal number") from None
     if not number.is_finite():
         raise ProofFormatError(f"{where} {value!r} is not a finite number")
+    if number and not (-MAX_PLACES <= number.as_tuple().exponent and number.adjusted() <= MAX_DIGITS):
+        raise ProofFormatError(f"{where} {value!r} is out of range (at most {MAX_DIGITS} digits before the point "
+                               f"and {MAX_PLACES} after)")
     return number
 
 

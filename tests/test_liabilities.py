@@ -271,6 +271,8 @@ def test_cli_liabilities_and_verify(db_url: str, tmp_path: Path) -> None:
     ('{"as_of": "x", "account": "a", "salt": "' + "0" * 64 + '", "amounts": {"BTC": {"cash": "NaN", "liability": "0"}},'
      ' "path": []}', "is not a finite number"),
     ('[1, 2]', "are JSON objects"),
+    ('{"as_of": "x", "account": "a", "salt": "' + "0" * 64 + '", "amounts": {"BTC": {"cash": "1e999999999", '
+     '"liability": "0"}}, "path": []}', "is out of range"),
 ])
 def test_verify_bad_files_are_one_line_exit_2(tmp_path: Path, content: str, says: str) -> None:
     proof, root = tmp_path / "proof.json", tmp_path / "root.json"
