@@ -1,4 +1,4 @@
-"""The audit (docs/audit.md): `audit seal|digest|verify|replay|export`."""
+"""The audit (docs/audit.md): `audit seal|digest|verify|replay|export|trial-balance|keygen|liabilities|liabilities-verify`."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import typer
 from entrypoints import people
 from entrypoints.session import Session, commands, emit, events, fail, note, parse_time, with_progress
 
-audit_cli = commands("Audit: seal, digest, verify, replay, export, trial-balance, keygen.")
+audit_cli = commands("Audit: seal, digest, verify, replay, export, trial-balance, keygen, liabilities, liabilities-verify.")
 
 
 def say_unsealed(app: Any, db: Any) -> None:
@@ -215,3 +215,81 @@ def audit_trial_balance(
     for currency, total in sorted(off.items()):
         note(f"the {currency} books sum to {total}, not 0 (D1)")
     raise typer.Exit(1 if off else 0)
+
+
+def operator_secret(session: Session, secret_file: Optional[Path]) -> bytes:
+    """The proof of liabilities' secret: --secret-file, else LEDGER_LIABILITIES_SECRET_FILE,
+    else LEDGER_LIABILITIES_SECRET (a file's one trailing line break is not part of it)."""
+    settings = session.root.settings
+    path = secret_file or (Path(settings.liabilities_secret_file) if settings.liabilities_secret_file else None)
+    if path is not None:
+        data = read_file(path, "--secret-file" if secret_file else "LEDGER_LIABILITIES_SECRET_FILE")
+        return data[:-2] if data.endswith(b"\r\n") else data[:-1] if data.endswith(b"\n") else data
+    if settings.liabilities_secret is not None:
+        return settings.liabilities_secret.get_secret_value().encode("utf-8")
+    fail("no_secret: give --secret-file, or set LEDGER_LIABILITIES_SECRET_FILE or LEDGER_LIABILITIES_SECRET: "
+         "the per-account salts derive from the operator's secret")
+
+
+def amounts_lines(sums: dict[str, Any]) -> list[str]:
+    return [f"{c}: cash {v['cash']}, liability {v['liability']}" for c, v in sums.items()] or ["nothing held or owed"]
+
+
+@audit_cli.command("liabilities")
+def audit_liabilities(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="a new (or empty) directory: root.json and proofs/<account>.json"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="the books at this instant (default: now)"),
+    secret_file: Optional[Path] = typer.Option(None, "--secret-file", help="the operator's secret (16 bytes or more; "
+                                               "default LEDGER_LIABILITIES_SECRET_FILE, LEDGER_LIABILITIES_SECRET)"),
+    as_json: bool = typer.Option(False, "--json", help='machine output: root.json, {"as_of", "leaves", "root", "totals"}'),
+) -> None:
+    """Proof of liabilities (§17): a Merkle sum tree over every account's cash and liability
+    per currency at T; the root and totals (the trial balance's user books) in root.json, one
+    proof per account.  Reads only; the secret is never written."""
+    from ledger.domain.errors import LedgerError
+    from projections import liabilities
+
+    session: Session = ctx.obj
+    at = session.run_time(as_of, "--as-of")
+    secret = operator_secret(session, secret_file)
+    with session.opened(read_only=True) as app:
+        try:
+            published = with_progress("writing proofs", as_json,
+                                      lambda progress: liabilities.liabilities(app, at, secret, out, progress))
+        except LedgerError as error:
+            fail(f"{error.code}: {error.message}")
+    if as_json:
+        emit(published)
+        return
+    print(f"{published['leaves']} proofs in {out / 'proofs'}; root {published['root']} at {published['as_of']} "
+          f"({out / 'root.json'})")
+    for line in amounts_lines(published["totals"]):
+        print(f"  total {line}")
+
+
+@audit_cli.command("liabilities-verify")
+def audit_liabilities_verify(
+    proof: Path = typer.Argument(..., help="an account's proof (proofs/<account>.json)"),
+    root: Path = typer.Option(..., "--root", help="the published root.json"),
+    as_json: bool = typer.Option(False, "--json", help='machine output: {"ok", "account", "as_of", "amounts", "failed"}'),
+) -> None:
+    """Check one proof of liabilities offline: its leaf, every sibling's hash and sums on the
+    way up (never negative), the root and the totals.  Exit 0: ok; 1: a check failed."""
+    from ledger.domain.errors import LedgerError
+    from projections import liabilities
+
+    try:
+        failed, shown, _ = liabilities.verify(proof, root)
+    except LedgerError as error:
+        fail(f"{error.code}: {error.message}")
+    if as_json:
+        emit({"ok": failed is None, "account": shown["account"], "as_of": shown["as_of"], "amounts": shown["amounts"],
+              "failed": failed})
+    elif failed is None:
+        print(f"ok: {shown['account']} is in the tree of {shown['as_of']}")
+        for line in amounts_lines(shown["amounts"]):
+            print(f"  {line}")
+    else:
+        print(f"failed: {failed}")
+    raise typer.Exit(0 if failed is None else 1)

@@ -511,17 +511,24 @@ def export(app: LedgerApp, db: ViewDatabase, since: datetime | None, until: date
 USER_BOOKS = {"wallet": "user:*:wallet", "liability": "user:*:liability"}  # every user's, summed
 
 
+def legs_at(app: LedgerApp, as_of: datetime | None = None) -> Iterator[tuple[str, Any]]:
+    """Each event at or before ``as_of`` (all: None), in log order, as (its aggregate id, its
+    legs): the one reading of the books that the trial balance and the proof of liabilities
+    (projections/liabilities.py) both sum."""
+    for n in notifications(app):
+        event = app.mapper.to_domain_event(n)
+        if as_of is not None and getattr(event, "at", as_of) > as_of:
+            continue  # an event after the instant
+        yield n.originator_id, read(n.originator_id, event)[0]
+
+
 def trial_balance(app: LedgerApp, as_of: datetime | None = None) -> list[dict[str, Any]]:
     """Every book of §10 per currency, from each event's one reading (its legs), for the
     events at or before ``as_of`` (all: None): the users' wallets and liabilities summed over
     the users, the platform's books and ``external``.  Per currency they sum to zero (D1).
     The lending pool's claim is the users' liability book negated (ledger.domain.postings)."""
     balances: dict[tuple[str, str], Decimal] = {}
-    for n in notifications(app):
-        event = app.mapper.to_domain_event(n)
-        if as_of is not None and getattr(event, "at", as_of) > as_of:
-            continue  # an event after the instant
-        legs, _ = read(n.originator_id, event)
+    for _, legs in legs_at(app, as_of):
         for name, currency, amount in legs:
             if name.startswith("user:"):
                 name = USER_BOOKS[name.rsplit(":", 1)[1]]

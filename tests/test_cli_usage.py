@@ -78,11 +78,13 @@ def leaves(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]
 
 ARGUMENTS = {("account", "show"): ["alice"], ("history",): ["alice"], ("report",): ["interest"],
              ("audit", "replay"): ["--as-of", "2026-01-01T00:00:00Z"],
-             ("token", "create"): ["--name", "t", "--scope", "read"], ("token", "revoke"): ["t"]}
+             ("token", "create"): ["--name", "t", "--scope", "read"], ("token", "revoke"): ["t"],
+             ("audit", "liabilities"): ["--out", "never-made", "--secret-file", __file__]}
 
 
-# no store: the demo has its own --db, the worker is a process, keygen writes two key files (tests/test_signing.py)
-APART = (("demo",), ("worker",), ("audit", "keygen"))
+# no store: the demo has its own --db, the worker is a process, keygen writes two key files (tests/test_signing.py),
+# liabilities-verify reads two files (tests/test_liabilities.py)
+APART = (("demo",), ("worker",), ("audit", "keygen"), ("audit", "liabilities-verify"))
 
 
 @pytest.mark.parametrize("path", [p for p in leaves(typer.main.get_command(cli)) if p not in APART],

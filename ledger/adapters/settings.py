@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Optional
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledger.adapters.store import DEFAULT_URL
@@ -72,6 +72,10 @@ class Settings(BaseSettings):
                                      high=1000)
     serve_token_cache_seconds: int = whole(1, 0, "seconds", "`ledger serve`: how long a token's check is reused "
                                                             "(a revocation takes effect within it)", high=60)
+    liabilities_secret: Optional[SecretStr] = Field(None, description="`audit liabilities`: the operator's secret "
+                                                    "the per-account salts derive from (`--secret-file` wins)")
+    liabilities_secret_file: Optional[str] = Field(None, description="`audit liabilities`: a file holding that "
+                                                                     "secret (wins over LEDGER_LIABILITIES_SECRET)")
     pg_lock_timeout: Optional[str] = bound("waiting for a lock")
     pg_statement_timeout: Optional[str] = bound("one statement")
     pg_idle_in_transaction_session_timeout: Optional[str] = bound("a session idle inside an open transaction")

@@ -69,6 +69,13 @@ CODES: dict[str, str] = {
     "inverted_period": "--since is later than --until",
     "unknown_report": "no report or format of that name (HTTP 404 from the service)",
     "bad_signature": "the digest's signature does not verify with the public key",
+    # the proof of liabilities (§17)
+    "no_secret": "the proof of liabilities needs the operator's secret (--secret-file, LEDGER_LIABILITIES_SECRET_FILE "
+                 "or LEDGER_LIABILITIES_SECRET), 16 bytes or more",
+    "negative_amount": "an account's cash or liability is negative: a Merkle sum tree never holds one",
+    "output_exists": "the output directory holds files already, or cannot be written",
+    "bad_proof": "a proof or root file that cannot be read, is not JSON, or is not of the form "
+                 "`ledger audit liabilities` writes",
 }
 
 
