@@ -85,9 +85,11 @@ def position(db: ViewDatabase, stream: str) -> int:
 
 def create(db: ViewDatabase, stream: str) -> None:
     with db.transaction():
+        if db.postgres:  # two relays starting at once: CREATE TABLE IF NOT EXISTS is no lock there
+            db.rows("SELECT pg_advisory_xact_lock(hashtext('publish_tracking'))")
         db.execute(TABLE)
-        if not db.rows("SELECT 1 FROM publish_tracking WHERE stream = ?", [stream]):
-            db.execute("INSERT INTO publish_tracking (stream, position) VALUES (?, 0)", [stream])
+        db.execute("INSERT INTO publish_tracking (stream, position) VALUES (?, 0) ON CONFLICT (stream) DO NOTHING",
+                   [stream])
 
 
 def move(db: ViewDatabase, stream: str, start: int, to: int) -> bool:
@@ -143,9 +145,11 @@ async def stream_last(js: Any, stream: str) -> int:
 
 
 def machine_event(notification: Any, event: Any) -> dict[str, Any]:
-    """The §14 event (as ``history --json`` shows it, with its account or aggregate)."""
+    """The §14 event (as ``history --json`` shows it, with its account or aggregate).
+    The index aggregates' upkeep events that carry no instant have ``"at": null``."""
     row = event_dict(notification.originator_id, event)
-    return {"type": row.pop("type"), "at": rfc3339(event.at), "seq": event.originator_version,
+    at = getattr(event, "at", None)
+    return {"type": row.pop("type"), "at": rfc3339(at) if at is not None else None, "seq": event.originator_version,
             **{k: v for k, v in row.items() if k != "at"}}
 
 
@@ -232,16 +236,18 @@ class Relay:
     async def publish(self, js: Any, notifications: list[Any]) -> tuple[int, Optional[BaseException]]:
         """How many of ``notifications``, from the first, JetStream acked; the first failure."""
         previous = self.done.position
+        messages = []
+        for n in notifications:  # first, outside the bus's failures: an event that cannot be shown is no retry
+            headers = {MSG_ID: str(n.id)}
+            if previous:
+                headers[EXPECTED_LAST] = str(previous)
+            shown = machine_event(n, self.app.mapper.to_domain_event(n))
+            messages.append((f"{self.prefix}.{shown['type']}", orjson.dumps(shown), headers))
+            previous = n.id
         futures = []
         try:
-            for n in notifications:
-                headers = {MSG_ID: str(n.id)}
-                if previous:
-                    headers[EXPECTED_LAST] = str(previous)
-                shown = machine_event(n, self.app.mapper.to_domain_event(n))
-                futures.append(await js.publish_async(f"{self.prefix}.{shown['type']}", orjson.dumps(shown),
-                                                      wait_stall=self.ack_timeout, headers=headers))
-                previous = n.id
+            for subject, payload, headers in messages:
+                futures.append(await js.publish_async(subject, payload, wait_stall=self.ack_timeout, headers=headers))
             acks = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), self.ack_timeout)
         except Exception as error:  # noqa: BLE001 - a stalled or lost connection, a timeout
             for f in futures:
@@ -269,5 +275,12 @@ class Relay:
 def relay(app: LedgerApp, db: ViewDatabase, stop: Callable[[], bool] | threading.Event, *,
           until_idle: Optional[float] = None, **options: Any) -> Relayed:  # float-ok
     """Run a ``Relay`` to the end on its own event loop (``options``: Relay's keywords)."""
+    from nats.errors import Error as NatsError
+
     stopped = stop.is_set if isinstance(stop, threading.Event) else stop
-    return asyncio.run(Relay(app, db, **options).run(stopped, until_idle))
+    one = Relay(app, db, **options)
+    try:
+        return asyncio.run(one.run(stopped, until_idle))
+    except NatsError as error:  # the connection lost, a JetStream request timed out: one line
+        raise BusError(f"NATS at {one.url} failed: {str(error) or type(error).__name__} "
+                       f"(position {one.done.position} recorded)") from None

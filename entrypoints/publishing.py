@@ -34,13 +34,17 @@ def publish(ctx: typer.Context,
     session: Session = ctx.obj
     url = nats_url or session.root.settings.nats_url
     stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda _signum, _frame: stopping.set())
-    with session.opened() as app, session.views() as db:
-        try:
-            done = relay(app, db, stopping, until_idle=until_idle, url=url, stream=stream, prefix=prefix, batch=batch)
-        except BusError as error:
-            fail(str(error))
+    before = {signum: signal.signal(signum, lambda _signum, _frame: stopping.set())
+              for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with session.opened() as app, session.views() as db:
+            try:
+                done = relay(app, db, stopping, until_idle=until_idle, url=url, stream=stream, prefix=prefix, batch=batch)
+            except BusError as error:
+                fail(str(error))
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
     if as_json:
         print(json.dumps(done.as_dict()))
     else:
