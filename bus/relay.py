@@ -247,7 +247,9 @@ class Relay:
         futures = []
         try:
             for subject, payload, headers in messages:
-                futures.append(await js.publish_async(subject, payload, wait_stall=self.ack_timeout, headers=headers))
+                # wait_stall None: asyncio.wait_for would yield to the loop (and nats-py's flusher would
+                # send) once per message.  Never a wait here: at most ``batch`` acks are pending, the limit.
+                futures.append(await js.publish_async(subject, payload, wait_stall=None, headers=headers))
             acks = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), self.ack_timeout)
         except Exception as error:  # noqa: BLE001 - a stalled or lost connection, a timeout
             for f in futures:
