@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from entrypoints.session import Session, commands, fail
+from entrypoints.session import Session, commands, events, fail
 
 top = commands()  # publish: merged into the root
 
@@ -48,5 +48,5 @@ def publish(ctx: typer.Context,
     if as_json:
         print(json.dumps(done.as_dict()))
     else:
-        print(f"published {done.published} events to {stream} ({done.duplicates} already there), "
+        print(f"published {events(done.published)} to {stream} ({done.duplicates} already there), "
               f"position {done.position}")
