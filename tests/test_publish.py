@@ -52,7 +52,7 @@ def deposits(url: str, count: int, start: int = 0) -> None:
 
 def publish(url: str, stream: str, prefix: str, *more: str) -> dict[str, Any]:
     result = ledger_cli(url, "publish", "--stream", stream, "--events-prefix", prefix, "--until-idle", "0.3",
-                        "--json", *more)
+                        "--nats", natsutil.URL, "--json", *more)
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
@@ -207,7 +207,7 @@ def test_two_relays_at_once_publish_each_event_once(db_url: str, names: tuple[st
 
 def spawn(url: str, stream: str, prefix: str, *more: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "entrypoints", "--db", url, "publish", "--stream", stream,
-                             "--events-prefix", prefix, "--json", *more],
+                             "--events-prefix", prefix, "--nats", natsutil.URL, "--json", *more],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
 
 
@@ -284,7 +284,8 @@ def test_a_stream_that_lost_what_the_relay_recorded_is_refused(db_url: str, name
     deposits(db_url, 3)
     publish(db_url, stream, prefix)
     natsutil.delete_stream(stream)  # recreated empty by the next run: the position is past it
-    result = ledger_cli(db_url, "publish", "--stream", stream, "--events-prefix", prefix, "--until-idle", "0")
+    result = ledger_cli(db_url, "publish", "--stream", stream, "--events-prefix", prefix, "--until-idle", "0",
+                        "--nats", natsutil.URL)
     assert result.exit_code == 2 and "purged or recreated" in result.output
 
 
