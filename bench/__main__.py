@@ -20,6 +20,9 @@ Figures (sizes of the full run; --quick uses thousands and asserts nothing about
   per tick; largest_snapshot: the largest stored snapshot after those ticks, KB.
 - startup_after_prices, asof_after_prices: a fresh `account show` (and with `--as-of` in the
   middle of the prices) after 1,000,000 price events, as a ratio to an empty platform.
+- publish_rate: `ledger publish --until-idle 0` of 100,000 deposits' events to the machine's
+  NATS server (JetStream): events/s, against a plain read of the same notification log
+  (bench/bus.py).
 
 Each timed step runs in a fresh process (bench.step, or the `ledger` CLI itself), so each
 figure's peak RSS is its own; set-ups run here and are not timed.  Baselines: see

@@ -63,8 +63,8 @@ FIGURES = ["ingest", "stream_p99", "interest", "sweep", "worker_memory", "scale"
            "verify", "startup_version", "startup_show", "serve_throughput", "serve_throughput_2p", "serve_latency_p50", "serve_latency_p99",
            "history_first_page", "catchup", "catchup_rate", "catchup_human",
            "verify_memory", "verify_memory_rate", "tick_rate", "tick_events", "largest_snapshot",
-           "startup_after_prices", "asof_after_prices"]
-GROUPS = ("ingest", "serve", "history", "workers", "ticks", "prices")  # what --only may name: the set-ups the figures come from
+           "startup_after_prices", "asof_after_prices", "publish_rate"]
+GROUPS = ("ingest", "serve", "history", "workers", "ticks", "prices", "bus")  # what --only may name: the set-ups the figures come from
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,13 @@ class Sizes:
     serve_accounts: int
     serve_latency_commands: int  # offered at 1,000/s
     stream_commands: int = 1_000  # streaming apply: one every 10 ms
+    publish_commands: int = 100_000  # deposits whose events `ledger publish` relays
 
 
 FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21, 10_000, 10_000, 1_000_000, 100_000, 100_000, 1_000_000,
              60_000, 2_000, 10_000)
-QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3, 100, 100, 20_000, 2_000, 300, 30_000, 5_000, 500, 1_000, 200)
+QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3, 100, 100, 20_000, 2_000, 300, 30_000, 5_000, 500, 1_000, 200,
+              publish_commands=2_000)
 CATCHUP_HOURS = 24
 
 
@@ -161,6 +163,10 @@ class StoreRun:
             self.ticks()
         if "prices" in groups:
             self.startup_after_prices()
+        if "bus" in groups:
+            from bench import bus
+
+            self.figures += bus.measure(self.store, self.sizes.publish_commands, self.workdir, self.phase, figure, child)
         order = {name: i for i, name in enumerate(FIGURES)}
         return sorted(self.figures, key=lambda f: order[f["figure"]])
 

@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from entrypoints import accounts, audits, jobs, readmodels, serving
+from entrypoints import accounts, audits, jobs, publishing, readmodels, serving
 from entrypoints.session import PLAIN, Session, commands
 from ledger.adapters.store import DEFAULT_URL
 
@@ -85,7 +85,7 @@ def demo(ctx: typer.Context,
 
 
 cli = typer.Typer(cls=Commands, help="An event-sourced ledger for Unified Trading Accounts.", **PLAIN)
-for merged in (accounts.top, jobs.top, readmodels.top, serving.top, tour):  # apply, history, worker, status, report, serve, demo
+for merged in (accounts.top, jobs.top, readmodels.top, serving.top, publishing.top, tour):  # apply, history, worker, status, report, serve, publish, demo
     cli.add_typer(merged)
 cli.add_typer(accounts.account_cli, name="account")
 cli.add_typer(jobs.interest_cli, name="interest")

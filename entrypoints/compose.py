@@ -88,9 +88,22 @@ class Root:
 
         return runner.run(app, db, **kwargs, **self.job_options["projections"])
 
-    def serve(self) -> dict[str, Any] | None:
+    def publish(self, stopping: Any, **kwargs: Any) -> Any:
+        """`ledger worker --publish`: ``bus.relay`` on its own application and connection,
+        to LEDGER_NATS_URL, until ``stopping`` (a threading.Event) is set."""
+        from bus.relay import relay
+
+        app, views = self.open_app(), self.open_views()
+        try:
+            return relay(app, views, stopping, url=self.settings.nats_url, **kwargs)
+        finally:
+            views.close()
+            app.close()
+
+    def serve(self, publish: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """`ledger worker`: open the store and its read models, then run the scheduled jobs
-        until a signal; None after one JSON error line when the store cannot be opened."""
+        (and, with ``publish``, the event relay with those options) until a signal; None after one JSON error line
+        when the store cannot be opened."""
         from workers.scheduler import open_store, run_worker
 
         opened = open_store(self.open_app, lambda: self.open_views(), redact(self.settings.database_url))
@@ -98,7 +111,8 @@ class Root:
             return None
         app, views = opened
         try:
-            return run_worker(app, views, **self.job_options)
+            publisher = (lambda stopping: self.publish(stopping, **publish)) if publish is not None else None
+            return run_worker(app, views, publisher, **self.job_options)
         finally:
             views.close()
             app.close()

@@ -68,6 +68,10 @@ def repayment_run(
 
 @top.command()
 def worker(ctx: typer.Context,
+           publish: bool = typer.Option(False, "--publish", help="also relay every event to NATS, as `ledger publish` "
+                                                                 "does (to LEDGER_NATS_URL)"),
+           stream: str = typer.Option("LEDGER_EVENTS", "--publish-stream", help="with --publish: the stream"),
+           prefix: str = typer.Option("ledger.events", "--events-prefix", help="with --publish: the subjects' prefix"),
            as_json: bool = typer.Option(False, "--json", help="the summary at exit as JSON (log lines are JSON always)")) -> None:
     """Long-running scheduler: hourly interest, the 5-minute sweep, the read models.
 
@@ -85,10 +89,12 @@ def worker(ctx: typer.Context,
     except SettingsError as error:
         refused_setting(error)
         raise typer.Exit(2)
-    summary = root.serve()
+    summary = root.serve(publish={"stream": stream, "prefix": prefix} if publish else None)
     if summary is None:
         raise typer.Exit(2)
     session.answer(summary, as_json, people.worker_summary)
+    if summary["failures"].get("publish"):
+        raise typer.Exit(2)
 
 
 @top.command()

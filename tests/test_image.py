@@ -220,7 +220,7 @@ def test_compose_builds_one_image_keeps_secrets_out_and_checks_the_worker() -> N
     yaml = pytest.importorskip("yaml")
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
     services = compose["services"]
-    ledger_services = {name: s for name, s in services.items() if name != "postgres"}
+    ledger_services = {name: s for name, s in services.items() if name not in ("postgres", "nats")}
     assert [name for name, s in services.items() if "build" in s] == ["worker"], "one build, one image"
     assert {s["image"] for s in ledger_services.values()} == {"uta-ledger:local"}
     assert not any(p.split(":")[-2:] == ["5432", "5432"] for p in services["postgres"].get("ports", [])), \
@@ -229,6 +229,9 @@ def test_compose_builds_one_image_keeps_secrets_out_and_checks_the_worker() -> N
     for s in ledger_services.values():
         assert "${POSTGRES_PASSWORD" in s["environment"]["LEDGER_DATABASE_URL"]
     assert services["worker"]["healthcheck"]["test"] == ["CMD", "ledger", "status", "--check"]
+    assert services["publish"]["command"] == ["publish"] and "-js" in services["nats"]["command"]
+    assert services["publish"]["environment"]["LEDGER_NATS_URL"] == "nats://nats:4222"
+    assert "nats" in services["publish"]["depends_on"]
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     assert re.search(r"^POSTGRES_PASSWORD=", example, re.M)
     assert ".env" in (ROOT / ".gitignore").read_text(encoding="utf-8").split()

@@ -86,6 +86,7 @@ class Jobs:
         self.runs: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
         self.last_failure: dict[str, Any] | None = None
+        self._relayed: list[Any] = []  # what the relay did (bus.relay.Relayed), once it stopped
         self._lock = threading.Lock()
 
     def guarded(self, job: str, work: Callable[[], None]) -> bool:
@@ -136,9 +137,18 @@ class Jobs:
         if applied:
             log.info("projections run", extra={"fields": {"events": applied}})
 
+    def relay(self, publisher: Callable[[threading.Event], Any]) -> None:
+        """`worker --publish`: the relay until the worker stops; its failure stops the worker."""
+        if not self.guarded("publish", lambda: self._relayed.append(publisher(self.stopping))):
+            self.stopping.set()
+        elif self._relayed:
+            log.info("publish stopped", extra={"fields": self._relayed[-1].as_dict()})
+
     def summary(self) -> dict[str, Any]:
         with self._lock:
-            return {"runs": dict(self.runs), "failures": dict(self.failures), "last_failure": self.last_failure}
+            relayed = {"publish": self._relayed[-1].as_dict()} if self._relayed else {}
+            return {"runs": dict(self.runs), "failures": dict(self.failures), "last_failure": self.last_failure,
+                    **relayed}
 
 
 def now() -> datetime:
@@ -178,10 +188,13 @@ def refused_setting(error: Exception) -> None:
     log.error("invalid setting", extra={"fields": {**failure(error), "error_kind": getattr(error, "code", None)}})
 
 
-def run_worker(app: LedgerApp, views: Any = None, **options: Mapping[str, Any]) -> dict[str, Any]:
+def run_worker(app: LedgerApp, views: Any = None, publisher: Callable[[threading.Event], Any] | None = None,
+               **options: Mapping[str, Any]) -> dict[str, Any]:
     """Catch up at once, then run on schedule until SIGTERM or SIGINT.  The main thread only
     waits; jobs run in the scheduler's thread and see ``stopping`` between batches.  Returns
-    the summary that the last log line also carries.  ``options``: each job's, as for Jobs."""
+    the summary that the last log line also carries.  ``options``: each job's, as for Jobs.
+    ``publisher`` (`worker --publish`): the event relay, run in its own thread until
+    ``stopping``; a relay that fails logs why and stops the worker (``failures["publish"]``)."""
     setup_logging()
     started = now()
     stopping = threading.Event()
@@ -197,7 +210,11 @@ def run_worker(app: LedgerApp, views: Any = None, **options: Mapping[str, Any]) 
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("worker started", extra={"fields": {"jobs": [j.id for j in scheduler.get_jobs()]}})
+    log.info("worker started", extra={"fields": {"jobs": [j.id for j in scheduler.get_jobs()] +
+                                                          (["publish"] if publisher else [])}})
+    relaying = threading.Thread(target=jobs.relay, args=(publisher,), name="publish") if publisher else None
+    if relaying:
+        relaying.start()
     jobs.interest(now())  # catch up through the store after any downtime
     jobs.sweep(now())  # then sweep the latest mark (earlier marks would act on today's state)
     if views is not None:
@@ -206,6 +223,8 @@ def run_worker(app: LedgerApp, views: Any = None, **options: Mapping[str, Any]) 
         scheduler.start()
         stopping.wait()
         scheduler.shutdown(wait=True)  # a running job stops after its current batch (one transaction)
+    if relaying:
+        relaying.join()  # the relay stops after its batch in flight is acked and recorded
     summary = {"started": rfc3339(started), "stopped": rfc3339(now()), "signal": received[0] if received else None,
                **jobs.summary()}
     log.info("worker stopped", extra={"fields": summary})

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
                                                     "the per-account salts derive from (`--secret-file` wins)")
     liabilities_secret_file: Optional[str] = Field(None, description="`audit liabilities`: a file holding that "
                                                                      "secret (wins over LEDGER_LIABILITIES_SECRET)")
+    nats_url: str = Field("nats://127.0.0.1:4222", description="`ledger consume`, `ledger publish`: the NATS server "
+                                                                 "with JetStream (`--nats` wins)")
     pg_lock_timeout: Optional[str] = bound("waiting for a lock")
     pg_statement_timeout: Optional[str] = bound("one statement")
     pg_idle_in_transaction_session_timeout: Optional[str] = bound("a session idle inside an open transaction")
