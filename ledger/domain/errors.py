@@ -69,6 +69,9 @@ CODES: dict[str, str] = {
     "inverted_period": "--since is later than --until",
     "unknown_report": "no report or format of that name (HTTP 404 from the service)",
     "bad_signature": "the digest's signature does not verify with the public key",
+    # stress scenarios (§17)
+    "invalid_shock": "a --shock is not CUR=P% (P a percentage above -100 and at most 1000) of a priced currency "
+                     "other than USDT, given once each; at least one is needed",
 }
 
 
