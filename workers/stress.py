@@ -109,19 +109,27 @@ def steps_of(platform: Platform, shocks: list[Shock], at: datetime) -> list[Step
     return steps
 
 
-def replay_pass_one(acct: Account, steps: list[Step], at: datetime) -> int:
+def replay_pass_one(acct: Account, steps: list[Step], at: datetime) -> tuple[Decimal | None, int] | None:
     """The new marks, one after the other, as ``set_price`` moves a holder; then pass 1 of
-    the sweep (L1, L3, L4) where its own screen says it acts.  Returns how many of the
-    account's pending events the marks recorded (the rest are the sweep's)."""
+    the sweep (L1, L3, L4) where its own screen says it acts.  When anything would be
+    recorded: the account's risk ratio before (at the marks of now) and how many of its
+    pending events the marks recorded (the rest are the sweep's); else None.  The ratio
+    before is computed only for an account that will be changed (the cost of the screen)."""
     acct.check_time(at)
-    for currency, before, after in steps:
+    before: tuple[Decimal | None] | None = None
+    for currency, was, now in steps:
         if acct.mode == UNIFIED and f"{currency}-{QUOTE}" in acct.positions:
-            mark_moved(acct, acct.upl(before), after, at)
+            before = before or (shown_ratio(acct.margin(steps[0][1]).risk_ratio),)
+            mark_moved(acct, acct.upl(was), now, at)
     by_marks = acct.pending_count
     final = steps[-1][2]
     if needs_sweep(acct, final):
+        before = before or (shown_ratio(acct.margin(steps[0][1]).risk_ratio),)
         sweep_account(acct, final, at)
-    return by_marks
+    if not acct.pending_count:
+        return None
+    assert before is not None
+    return before[0], by_marks
 
 
 @dataclass
@@ -258,18 +266,17 @@ def pass_one(run: StressRun, acct: Account, steps: list[Step], at: datetime, owe
     """One account through the new marks and pass 1; a row if anything would be recorded."""
     if acct.mode != UNIFIED:
         return
+    liabilities = acct.liabilities()
     try:
-        before_ratio = shown_ratio(acct.margin(steps[0][1]).risk_ratio)
-        liabilities = acct.liabilities()
-        by_marks = replay_pass_one(acct, steps, at)
-        after_ratio = shown_ratio(acct.margin(steps[-1][2]).risk_ratio)
+        changed = replay_pass_one(acct, steps, at)
+        if changed is not None:
+            row = Row(acct.account, changed[0], shown_ratio(acct.margin(steps[-1][2]).risk_ratio))
+            row.take(acct._pending_events[changed[1]:])
     except LedgerError as error:  # as the sweep: later events than T, or a price missing
         run.skipped.append({"account": acct.account, **error.as_dict()})
         return
-    change(liabilities, acct.liabilities(), moved)
-    if acct.pending_count:
-        row = Row(acct.account, before_ratio, after_ratio)
-        row.take(acct._pending_events[by_marks:])
+    if changed is not None:
+        change(liabilities, acct.liabilities(), moved)
         run.rows[acct.account] = row
     owes = {c: v for c, v in acct.liabilities().items() if c in limited}
     if owes:
@@ -295,7 +302,7 @@ def platform_pass(run: StressRun, source: Source, steps: list[Step], at: datetim
             else:
                 acct = source.load([account])[account]
                 before_ratio = shown_ratio(acct.margin(steps[0][1]).risk_ratio)
-                replay_pass_one(acct, steps, at)
+                replay_pass_one(acct, steps, at)  # as pass 1 left it (it did not fail there)
             liabilities = acct.liabilities()
             mark = acct.pending_count
             repaid = platform_excess(acct, currency, excess, final, at, Actions(account))
