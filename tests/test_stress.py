@@ -46,6 +46,16 @@ def borrow(name: str, amount: str, minutes: float, withdraw: bool = True) -> lis
 
 
 def world(url: str) -> None:
+    """``world_commands`` applied to the store at ``url``."""
+    app = LedgerApp.open(persistence_env(url))
+    try:
+        results = app.apply(world_commands(), lambda: T0, latest)
+        assert all(r["ok"] for r in results), [r for r in results if not r["ok"]]
+    finally:
+        app.close()
+
+
+def world_commands() -> list[dict[str, Any]]:
     """BTC 20000, ETH 2000.  Shocked by -75% (BTC 5000, ETH 500):
       crash   BTC 1, ETH 2, owes 10000 (withdrawn): AE 4900 + 950 − 10000 < 0 → liquidated,
               BTC and ETH sold (6000), 4000 written off to the insurance fund (§11 L3)
@@ -74,12 +84,7 @@ def world(url: str) -> None:
     cmds += unified("safe", 1, USDT="1000") + borrow("safe", "100", 2, withdraw=False)
     cmds += unified("idle", 1, BTC="1")
     cmds += [{"type": "set_platform_borrow_limit", "currency": "USDT", "amount": "4000", "at": at(3)}]
-    app = LedgerApp.open(persistence_env(url))
-    try:
-        results = app.apply(cmds, lambda: T0, latest)
-        assert all(r["ok"] for r in results), [r for r in results if not r["ok"]]
-    finally:
-        app.close()
+    return cmds
 
 
 def copy_of(url: str, tmp_path: Path) -> str:
@@ -234,3 +239,35 @@ def test_a_bad_shock_is_one_line_exit_2_and_records_nothing(db_url: str, args: l
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"ledger: {code}: ") and len(line) > len(code) + 20
     assert event_count(db_url) == count
+
+
+def test_the_answer_does_not_depend_on_how_many_accounts_are_loaded_at_a_time(store_env: dict[str, str]) -> None:
+    """Bounded memory: accounts are streamed a chunk at a time and the L2 pass reloads its
+    borrowers; one account a time gives the answer of the whole store at once, and only the
+    changed accounts are kept."""
+    from entrypoints.machine import stress_run
+    from tests.helpers import Ledger
+    from workers.stress import parse_shocks, run_stress
+
+    book = Ledger(store_env)
+    try:
+        assert all(r["ok"] for r in book.app.apply(world_commands(), lambda: T0, latest))
+        shocks = parse_shocks(["BTC=-75%", "ETH=-75%"])
+        whole = run_stress(book.app, shocks, T0.replace(minute=30), chunk=10_000)
+        one = run_stress(book.app, shocks, T0.replace(minute=30), chunk=1)
+        assert stress_run(whole) == stress_run(one)
+        assert whole.accounts == 6 and sorted(whole.rows) == ["alerted", "big", "crash", "trader"]
+    finally:
+        book.close()
+
+
+def test_shocks_parse_as_the_page_says() -> None:
+    from ledger.domain.errors import LedgerError
+    from workers.stress import parse_shocks
+
+    parsed = parse_shocks(["eth=+10%", " BTC = -30.5 % ", "KCS=1000%"])
+    assert [(s.currency, s.percent) for s in parsed] == [("BTC", D("-30.5")), ("ETH", D(10)), ("KCS", D(1000))]
+    for bad in (["BTC=1000.01%"], ["BTC=-0.000000001%"], ["BTC=%"], ["=5%"], ["BTC=5%", "BTC=6%"], []):
+        with pytest.raises(LedgerError) as refused:
+            parse_shocks(bad)
+        assert refused.value.code == "invalid_shock" and refused.value.message
