@@ -21,7 +21,7 @@ def test_quick_bench_reports_every_figure(store: str, tmp_path: Path) -> None:
         pg.require_server()  # skips locally without a server; fails under LEDGER_REQUIRE_POSTGRES=1
     output = tmp_path / "results.json"
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--store", store, "--json", "--output", str(output)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, timeout=450)
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout)
     assert json.loads(output.read_text()) == printed, "the results file holds what was printed"
