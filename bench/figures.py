@@ -58,13 +58,14 @@ TARGETS: dict[tuple[str, str | None], tuple[str, float]] = {
     ("serve_throughput_2p", "postgres"): (">=", 5_000),
     ("serve_latency_p50", None): ("<=", 5),
     ("serve_latency_p99", None): ("<=", 25),
+    ("stress", None): ("<=", 1.5),  # x the sweep's seconds over the same accounts
 }
 FIGURES = ["ingest", "stream_p99", "interest", "sweep", "worker_memory", "scale", "projections", "asof_p50", "asof_p99",
            "verify", "startup_version", "startup_show", "serve_throughput", "serve_throughput_2p", "serve_latency_p50", "serve_latency_p99",
            "history_first_page", "catchup", "catchup_rate", "catchup_human",
            "verify_memory", "verify_memory_rate", "tick_rate", "tick_events", "largest_snapshot",
-           "startup_after_prices", "asof_after_prices", "publish_rate"]
-GROUPS = ("ingest", "serve", "history", "workers", "ticks", "prices", "bus")  # what --only may name: the set-ups the figures come from
+           "startup_after_prices", "asof_after_prices", "publish_rate", "stress"]
+GROUPS = ("ingest", "serve", "history", "workers", "ticks", "prices", "bus", "stress")  # what --only may name: the set-ups the figures come from
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,13 @@ class Sizes:
     serve_latency_commands: int  # offered at 1,000/s
     stream_commands: int = 1_000  # streaming apply: one every 10 ms
     publish_commands: int = 100_000  # deposits whose events `ledger publish` relays
+    stress_accounts: int = 100_000  # `ledger risk stress` against one sweep of as many accounts
 
 
 FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21, 10_000, 10_000, 1_000_000, 100_000, 100_000, 1_000_000,
              60_000, 2_000, 10_000)
 QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3, 100, 100, 20_000, 2_000, 300, 30_000, 5_000, 500, 1_000, 200,
-              publish_commands=2_000)
+              publish_commands=2_000, stress_accounts=500)
 CATCHUP_HOURS = 24
 
 
@@ -167,6 +169,8 @@ class StoreRun:
             from bench import bus
 
             self.figures += bus.measure(self.store, self.sizes.publish_commands, self.workdir, self.phase, figure, child)
+        if "stress" in groups:
+            self.stress()
         order = {name: i for i, name in enumerate(FIGURES)}
         return sorted(self.figures, key=lambda f: order[f["figure"]])
 
@@ -483,3 +487,31 @@ class StoreRun:
         finally:
             drop(empty)
             drop(full)
+
+    # --- stress scenarios (issue 19) ------------------------------------------------------------
+    def stress(self) -> None:
+        """stress: `ledger risk stress --shock BTC=-20%` over ``stress_accounts`` indebted
+        accounts (1 % to breach at 40,000), as a ratio to one sweep of the same accounts in the
+        same process once BTC really fell to 40,000 (the same liquidations, recorded)."""
+        n, url = self.sizes.stress_accounts, fresh_url(self.store)
+        try:
+            with self.phase(f"stress: {n:,} indebted accounts (1 % to breach at BTC 40,000)", "setup") as progress:
+                app = open_app(url)
+                indebted_accounts(app, n, breach_every_100th, progress)
+                app.close()
+            with self.phase(f"stress: `risk stress --shock BTC=-20%`, then BTC falls and the sweep runs, {n:,} accounts",
+                            "timed"):
+                out = self.steps(url, "stress", "crash", "sweep")
+        finally:
+            drop(url)
+        stress, sweep = out["stress"], out["sweep"]
+        expected = -(-n // 100)
+        if stress["liquidated"] != expected or sweep["liquidated"] != expected:
+            raise RuntimeError(f"stress liquidated {stress['liquidated']}, the sweep {sweep['liquidated']}, not {expected}")
+        base = {"method": "one sweep (run_sweep) of the same accounts after BTC really fell, same process",
+                "seconds": sweep["seconds"]}
+        self.figures.append(figure(
+            "stress", self.store, stress["seconds"] / sweep["seconds"], "x sweep", stress["count"], "accounts",
+            stress["seconds"], base, max(stress["rss_mb"], sweep["rss_mb"]), liquidated=stress["liquidated"],
+            changed=stress["changed"], sweep_rss_mb=sweep["rss_mb"], stress_rss_mb=stress["rss_mb"],
+            note="seconds of the stress over the sweep's; RSS: the one process, stress first"))

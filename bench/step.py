@@ -9,6 +9,10 @@ the parent: see bench.memory).  The timed call is the one the command line makes
 
 - interest: ``run_interest`` for the hour before INTEREST_AT (`ledger interest run`)
 - sweep: ``run_sweep`` at SWEEP_AT (`ledger repayment run`)
+- stress: ``run_stress`` with BTC -20% (50,000 → 40,000) at SWEEP_AT (`ledger risk stress`);
+  it records nothing (checked)
+- crash: BTC falls to 40,000 at CRASH_AT (a set-up for the sweep after stress; its seconds
+  are not a figure)
 - projections: ``runner.rebuild``: every view from zero (`ledger projections rebuild`)
 - verify: ``audit.verify`` against the current digest (`ledger audit verify`; its seal and
   catch-up of the read models run first, untimed)
@@ -28,6 +32,7 @@ import math
 import random
 import time
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, Callable
 
 from bench.common import INTEREST_AT, START, SWEEP_AT, open_app
@@ -137,7 +142,32 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[max(1, math.ceil(len(sorted_values) * p / 100)) - 1]
 
 
+def stress(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
+    from ledger.domain.money import ZERO
+    from workers.stress import Shock, run_stress
+
+    head = app.recorder.max_notification_id()
+    started = time.perf_counter()
+    run = run_stress(app, [Shock("BTC", Decimal(-20))], SWEEP_AT)
+    seconds = time.perf_counter() - started
+    if app.recorder.max_notification_id() != head or run.skipped:
+        raise SystemExit(f"the stress run recorded something or skipped {run.skipped[:3]}")
+    liquidated = sum(1 for r in run.rows.values() if r.liquidated)
+    assert all(v >= ZERO for r in run.rows.values() for v in r.forced_repayments.values())
+    return {"seconds": seconds, "count": run.accounts, "unit": "accounts", "liquidated": liquidated,
+            "changed": len(run.rows)}
+
+
+def crash_step(app: LedgerApp, args: argparse.Namespace) -> dict[str, Any]:
+    from bench.common import crash
+
+    started = time.perf_counter()
+    crash(app)
+    return {"seconds": time.perf_counter() - started, "count": 1, "unit": "prices"}
+
+
 STEPS: dict[str, Callable[[LedgerApp, argparse.Namespace], dict[str, Any]]] = {
+    "stress": stress, "crash": crash_step,
     "interest": interest, "sweep": sweep, "projections": projections, "verify": verify, "asof": asof, "history": history,
 }
 

@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from entrypoints import accounts, audits, jobs, publishing, readmodels, serving
+from entrypoints import accounts, audits, jobs, publishing, readmodels, risk, serving
 from entrypoints.session import PLAIN, Session, commands
 from ledger.adapters.store import DEFAULT_URL
 
@@ -93,6 +93,7 @@ cli.add_typer(jobs.repayment_cli, name="repayment")
 cli.add_typer(readmodels.projections_cli, name="projections")
 cli.add_typer(audits.audit_cli, name="audit")
 cli.add_typer(serving.token_cli, name="token")
+cli.add_typer(risk.risk_cli, name="risk")
 
 
 @cli.callback()

@@ -77,3 +77,16 @@ def view_status(app: "LedgerApp", db: Any) -> list[dict[str, Any]]:
     from projections import runner
 
     return [{"view": s.view, "position": s.position, "head": s.head, "lag": s.lag} for s in runner.status(app, db)]
+
+
+def stress_run(run: Any) -> dict[str, Any]:
+    """`risk stress` (§17): the instant, the shocks, every account the shock changes, the totals;
+    ``skipped`` only when an account could not be judged (as the sweep skips it)."""
+    shown = {"as_of": rfc3339(run.as_of or run.at),
+             "shocks": [{"currency": s.currency, "percent": plain(s.percent), "price_before": plain(s.price_before),
+                         "price_after": plain(s.price_after)} for s in run.shocks],
+             "accounts": [plain(run.rows[a].as_dict()) for a in sorted(run.rows)],
+             "totals": plain(run.totals())}
+    if run.skipped:
+        shown["skipped"] = run.skipped
+    return shown

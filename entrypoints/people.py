@@ -189,6 +189,28 @@ def sweep_run(out: "Console", shown: dict[str, Any], accounts: int) -> None:
     skipped(out, shown["skipped"])
 
 
+def stress_run(out: "Console", shown: dict[str, Any], accounts: int) -> None:
+    """`risk stress`: the shocks, each account the shock changes, the totals."""
+    moves = ", ".join(f"{s['currency']} {s['percent']}% ({s['price_before']} → {s['price_after']})" for s in shown["shocks"])
+    show(out, ["account", "risk ratio before", "after", "liquidated", "forced repayments", "bad debt"],
+         [[a["account"], ratio(a["risk_ratio_before"]), ratio(a["risk_ratio_after"]), "yes" if a["liquidated"] else "",
+           amounts(a["forced_repayments"]), amounts(a["bad_debt"])] for a in shown["accounts"]],
+         title=f"stress at {shown['as_of']}: {moves}")
+    totals = shown["totals"]
+    out.print(f"{accounts} accounts examined, {len(shown['accounts'])} changed, {totals['accounts_liquidated']} "
+              f"liquidated; bad debt {amounts(totals['bad_debt']) or 'none'}; insurance fund after "
+              f"{amounts(totals['insurance_fund_after']) or '0'}", highlight=False)
+    skipped(out, shown.get("skipped", []))
+
+
+def ratio(value: Optional[str]) -> str:
+    return "infinite" if value is None else value
+
+
+def amounts(by_currency: dict[str, str]) -> str:
+    return ", ".join(f"{v} {c}" for c, v in by_currency.items())
+
+
 def skipped(out: "Console", accounts: list[dict[str, str]]) -> None:
     for s in accounts:
         out.print(f"skipped {s['account']}: {s['message']}", highlight=False)

@@ -15,9 +15,10 @@ BAR = "#1f6fd1"  # the bars' colour (tests look for it in the screenshot)
 WIDTH, HEIGHT, PAD = 1000, 260, 40
 
 
-def bars(title: str, points: list[tuple[str, Decimal]]) -> str:
-    """A bar chart of ``points`` (label, non-negative value) as an SVG element."""
-    top = max((v for _, v in points), default=Decimal(0)) or Decimal(1)
+def bars(title: str, points: list[tuple[str, Decimal]], top: Decimal | None = None) -> str:
+    """A bar chart of ``points`` (label, non-negative value) as an SVG element, its scale up
+    to ``top`` (default: the largest value; charts to compare side by side share one)."""
+    top = top or max((v for _, v in points), default=Decimal(0)) or Decimal(1)
     step = (WIDTH - 2 * PAD) / max(len(points), 1)  # float-ok: pixels
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" '
              f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
@@ -87,6 +88,8 @@ RATIOS = ("risk_ratio", "risk_ratio_before", "risk_ratio_after")  # null there: 
 def text(value: Any, column: str = "") -> str:
     if value is None:
         return "infinite" if column in RATIOS else ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, dict):
         return ", ".join(f"{v} {k}" for k, v in value.items())
     return str(value)
@@ -106,3 +109,29 @@ def page(kind: str, columns: list[str], rows: list[dict[str, Any]], totals: dict
             "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}</style></head><body>"
             f"<h1>{escape(kind)} ({count})</h1>{charts}{empty}<table><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table>{sums}</body></html>\n")
+
+
+def stress_page(shown: dict[str, Any]) -> str:
+    """`risk stress --format html`: the risk-ratio distribution of the accounts the shock
+    changes, before and after, as two bar charts over the same buckets, then their table."""
+    rows = shown["accounts"]
+    moves = ", ".join(f"{s['currency']} {s['percent']}%" for s in shown["shocks"])
+    counts = {when: Counter(ratio_bucket(r[f"risk_ratio_{when}"]) for r in rows) for when in ("before", "after")}
+    top = Decimal(max((n for c in counts.values() for n in c.values()), default=0))
+    charts = "".join(
+        "<figure>" + bars(f"accounts by risk ratio {when} ({moves})",
+                          [(b, Decimal(counted.get(b, 0))) for b in RATIO_BUCKETS], top) + "</figure>"
+        for when, counted in counts.items())
+    columns = ["account", "risk_ratio_before", "risk_ratio_after", "liquidated", "forced_repayments", "bad_debt"]
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{escape(text(r.get(c), c))}</td>" for c in columns) + "</tr>" for r in rows)
+    totals = shown["totals"]
+    summary = (f"<p>accounts liquidated: {totals['accounts_liquidated']}</p>"
+               f"<p>bad debt: {escape(text(totals['bad_debt']) or 'none')}</p>"
+               f"<p>insurance fund after: {escape(text(totals['insurance_fund_after']) or '0')}</p>")
+    empty = "" if rows else "<p>no account is changed by this shock</p>"
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>stress at {escape(shown["as_of"])}</title>'
+            "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}</style></head><body>"
+            f"<h1>stress at {escape(shown['as_of'])}: {escape(moves)} ({len(rows)} accounts changed)</h1>{charts}"
+            f"{summary}{empty}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>\n")

@@ -22,7 +22,7 @@ def test_quick_bench_reports_every_figure(store: str, tmp_path: Path) -> None:
     natsutil.require_server()  # the bus figure (bench.bus) publishes to the machine's NATS server
     output = tmp_path / "results.json"
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--store", store, "--json", "--output", str(output)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, timeout=450)
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout)
     assert json.loads(output.read_text()) == printed, "the results file holds what was printed"

@@ -79,7 +79,8 @@ def leaves(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]
 ARGUMENTS = {("account", "show"): ["alice"], ("history",): ["alice"], ("report",): ["interest"],
              ("audit", "replay"): ["--as-of", "2026-01-01T00:00:00Z"],
              ("token", "create"): ["--name", "t", "--scope", "read"], ("token", "revoke"): ["t"],
-             ("audit", "liabilities"): ["--out", "never-made", "--secret-file", __file__]}
+             ("audit", "liabilities"): ["--out", "never-made", "--secret-file", __file__],
+             ("risk", "stress"): ["--shock", "BTC=-30%"]}
 
 
 # no store: the demo has its own --db, the worker is a process, keygen writes two key files (tests/test_signing.py),

@@ -78,3 +78,26 @@ def test_the_charts_are_drawn_in_chromium(pages_of_the_world: dict[str, Path], t
             assert bars == 0
         else:
             assert bars > 5000, (kind, bars, counts.most_common(3))  # the bars, not a blank page
+
+
+def test_the_stress_page_draws_the_risk_ratio_distribution_before_and_after(db_url: str, tmp_path: Path) -> None:
+    """`ledger risk stress --format html` (§17): one self-contained page, two charts (the
+    changed accounts' risk ratios before and after the shock), drawn in Chromium."""
+    from tests.test_stress import S, SHOCKS, world
+
+    world(db_url)
+    result = ledger_cli(db_url, "risk", "stress", *SHOCKS, "--as-of", S, "--format", "html")
+    assert result.exit_code == 0, result.output
+    html = result.stdout
+    assert not re.search(r"<script|<link|<img|<iframe|\bsrc=|\bhref=|url\(|@import", html, re.I)
+    assert html.count("<svg") == 2 and "accounts by risk ratio before" in html and "accounts by risk ratio after" in html
+    assert "<td>crash</td>" in html and "insurance fund after: -22000 USDT" in html
+    page = tmp_path / "stress.html"
+    page.write_text(html, encoding="utf-8")
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    shot = screenshot(page, shots)
+    shutil.copy(shot, Path(os.environ.get("LEDGER_KEEP_SCREENSHOTS", tmp_path)) / shot.name)
+    counts = pixels(shot.read_bytes())
+    assert sum(counts.values()) == 1200 * 900
+    assert counts.get(BAR, 0) > 5000, counts.most_common(3)  # the bars, not a blank page

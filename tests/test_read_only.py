@@ -42,6 +42,7 @@ READS = [
     ("audit", "export"),
     ("status", "--json"),
     ("projections", "status", "--json"),
+    ("risk", "stress", "--shock", "BTC=-30%", "--as-of", "2026-03-01T01:30:00Z", "--json"),
 ]
 
 

@@ -76,6 +76,9 @@ CODES: dict[str, str] = {
     "output_exists": "the output directory holds files already, or cannot be written",
     "bad_proof": "a proof or root file that cannot be read, is not JSON, or is not of the form "
                  "`ledger audit liabilities` writes",
+    # stress scenarios (§17)
+    "invalid_shock": "a --shock is not CUR=P% (P a percentage above -100 and at most 1000) of a priced currency "
+                     "other than USDT, given once each; at least one is needed",
 }
 
 

@@ -13,6 +13,7 @@ from ledger.domain.account import UNIFIED, Account
 from ledger.domain.errors import LedgerError
 from ledger.domain.indexes import ApiKeyIndex
 from ledger.domain.margin import BorrowLimit, account_borrow_limit
+from ledger.domain.marks import mark_moved
 from ledger.domain.money import ZERO, fmt
 from ledger.domain.platform import QUOTE
 from ledger.domain.trading import fill_order, place_order
@@ -286,11 +287,10 @@ def set_price(u: UnitOfWork, cmd: c.SetPrice) -> None:
     holders = [h for h in holders if h.mode == UNIFIED]
     for holder in holders:
         holder.check_time(u.at)
-    before = {h.account: min(h.upl(platform), 0) for h in holders}
+    before = {h.account: h.upl(platform) for h in holders}
     platform.set_price(cmd.currency, cmd.price, u.at)
     for holder in holders:
-        gain = min(holder.upl(platform), 0) - before[holder.account]
-        holder.settle_futures(platform, u.at, gain=gain)
+        mark_moved(holder, before[holder.account], platform, u.at)
 
 
 def known(u: UnitOfWork, currency: str):  # type: ignore[no-untyped-def]
