@@ -68,7 +68,9 @@ def repayment_run(
 
 @top.command()
 def worker(ctx: typer.Context,
-           as_json: bool = typer.Option(False, "--json", help="the summary at exit as JSON (log lines are JSON always)")) -> None:
+           as_json: bool = typer.Option(False, "--json", help="the summary at exit as JSON (log lines are JSON always)"),
+           consume: bool = typer.Option(False, "--consume", help="also run `ledger consume` with its defaults "
+                                                                 "(LEDGER_NATS_URL)")) -> None:
     """Long-running scheduler: hourly interest, the 5-minute sweep, the read models.
 
     Interest at :00, the sweep every 5 minutes, the read models every few seconds; stops
@@ -85,7 +87,7 @@ def worker(ctx: typer.Context,
     except SettingsError as error:
         refused_setting(error)
         raise typer.Exit(2)
-    summary = root.serve()
+    summary = root.serve(consume=consume)
     if summary is None:
         raise typer.Exit(2)
     session.answer(summary, as_json, people.worker_summary)

@@ -51,8 +51,9 @@ FLOORS: dict[str, set[str]] = {
     "stores": {"stores"},
     "projections": {"ledger", "stores", "projections"},
     "workers": {"ledger", "projections", "workers"},
+    "bus": {"ledger", "projections", "bus"},  # the event bus (§18): NATS in, NATS out
 }
-OWN = ("ledger", "stores", "projections", "workers", "entrypoints", "api", "bench")
+OWN = ("ledger", "stores", "projections", "workers", "entrypoints", "api", "bench", "bus")
 EDGES = ("entrypoints", "api")  # may import anything; only the edges import an edge
 # The domain is pure: of the world outside it may use only these (no I/O, no clock, no
 # threads, no environment, no storage).
@@ -95,7 +96,7 @@ def test_each_floor_imports_only_the_floors_below_it() -> None:
 def test_nothing_below_the_edges_imports_them() -> None:
     """api/ (the HTTP edge, `ledger serve`) is an edge like entrypoints/: the floors never
     import it, and it reads the settings only through the composition root."""
-    for package in ("ledger", "stores", "projections", "workers"):
+    for package in ("ledger", "stores", "projections", "workers", "bus"):
         for path in sorted((ROOT / package).rglob("*.py")):
             for name in imports_of(path):
                 assert name.split(".")[0] not in EDGES, f"{path.relative_to(ROOT)} imports {name}"
@@ -138,7 +139,7 @@ def test_only_the_edge_reads_the_environment() -> None:
     """Settings come from one object (ledger.adapters.settings, built by entrypoints.compose):
     the domain, the service layer, the read side, the workers and the projections never read
     the environment themselves."""
-    for folder in ("ledger/domain", "ledger/service", "ledger/read", "workers", "projections"):
+    for folder in ("ledger/domain", "ledger/service", "ledger/read", "workers", "projections", "bus"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "environb"}:

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
                                      high=1000)
     serve_token_cache_seconds: int = whole(1, 0, "seconds", "`ledger serve`: how long a token's check is reused "
                                                             "(a revocation takes effect within it)", high=60)
+    nats_url: str = Field("nats://127.0.0.1:4222", description="`ledger consume`, `ledger publish`: the NATS server "
+                                                                 "with JetStream (`--nats` wins)")
     pg_lock_timeout: Optional[str] = bound("waiting for a lock")
     pg_statement_timeout: Optional[str] = bound("one statement")
     pg_idle_in_transaction_session_timeout: Optional[str] = bound("a session idle inside an open transaction")
