@@ -3,7 +3,7 @@
 A durable pull consumer on the stream: each message's body is one §12 command.  A batch is
 what has arrived, up to ``batch`` messages: the first is waited for (at most ``POLL`` at a
 time, so a stop or ``until_idle`` is seen), the rest are taken if they are there already
-(waiting at most ``GATHER`` for them).  The batch goes through ``apply`` -- the same
+(JetStream's no-wait pull: no waiting for more).  The batch goes through ``apply`` -- the same
 ``LedgerApp.apply`` that `ledger apply` and `ledger serve` call, one transaction -- and only
 once it has committed is each result published (to the subject in the message's ``Reply-To``
 header when it has one, else to the results subject) and the message acked.  One batch is in
@@ -38,7 +38,7 @@ RESULTS = "ledger.results"
 BATCH = 1000  # messages per batch (one transaction)
 ACK_WAIT = 30.0  # float-ok: seconds JetStream waits for an ack before it redelivers
 POLL = 0.5  # float-ok: seconds one wait for the first message of a batch lasts
-GATHER = 0.002  # float-ok: seconds to wait for more once a batch has its first message
+ANSWER_TIMEOUT = 5.0  # float-ok: seconds past a pull request's expiry for JetStream's answer
 FLUSH_TIMEOUT = 5.0  # float-ok: seconds for the results and acks of a batch to reach the server
 REPLY_TO = "Reply-To"  # the header that names where a command's result goes
 
@@ -89,10 +89,47 @@ def command_of(data: bytes, command_id: str) -> Any:
     return obj
 
 
-def timed_out(error: BaseException) -> bool:
-    import nats.errors
+class Pull:
+    """Pull requests on the durable, answered into an inbox of this process's own.  JetStream
+    ends each request with its last message or a status (404: none there, 408: expired), so
+    what comes is always the answer to the request just made; a request unanswered within
+    its expiry plus ANSWER_TIMEOUT means the server is gone (``BusError``)."""
 
-    return isinstance(error, (asyncio.TimeoutError, nats.errors.TimeoutError))
+    def __init__(self, nc: Any, options: Options) -> None:
+        self.nc, self.options = nc, options
+        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{options.stream}.{options.durable}"
+
+    async def open(self) -> "Pull":
+        self.inbox = self.nc.new_inbox()
+        self.sub = await self.nc.subscribe(self.inbox)
+        return self
+
+    async def take(self, count: int, expires: Optional[float] = None) -> list[Any]:  # float-ok: seconds
+        """Up to ``count`` messages: waiting up to ``expires`` for the first, or, without it,
+        only those there now."""
+        request: dict[str, Any] = {"batch": count}
+        if expires is None:
+            request["no_wait"] = True
+        else:
+            request["expires"] = int(max(expires, 0.001) * 1e9)  # float-ok: nanoseconds, as JetStream counts
+        msgs: list[Any] = []
+        try:
+            await self.nc.publish(self.subject, orjson.dumps(request), reply=self.inbox)
+            while len(msgs) < count:
+                msg = await self.sub.next_msg(timeout=(expires or 0) + ANSWER_TIMEOUT)
+                status = (msg.headers or {}).get("Status")
+                if status is None:
+                    msgs.append(msg)
+                elif status in ("404", "408"):
+                    break
+                elif status == "409":  # the durable was deleted, too many waiting requests ...
+                    raise BusError(f"JetStream refused to deliver from {self.options.durable}: "
+                                   f"{(msg.headers or {}).get('Description', status)}")
+        except BusError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a lost connection, a server that does not answer
+            raise BusError(f"lost NATS at {shown(self.options.url)}: {why(error)}") from None
+        return msgs
 
 
 class Consumer:
@@ -113,26 +150,37 @@ class Consumer:
             from nats.js.api import RetentionPolicy
 
             await ensure_stream(js, o.url, o.stream, [o.subject], retention=RetentionPolicy.WORK_QUEUE)
-            sub = await self.subscribe(js)
-            await self.loop(nc, sub)
+            await self.loop(nc, await self.subscribe(js))
         finally:
             self.worker.shutdown(wait=True)
             await close(nc)
         return self.done
 
-    async def subscribe(self, js: Any) -> Any:
+    async def subscribe(self, js: Any) -> "Pull":
+        """The durable (made when missing, as every process on it makes it) and a pull on it."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import NotFoundError
 
         o = self.options
         config = ConsumerConfig(durable_name=o.durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
                                 ack_wait=o.ack_wait, max_ack_pending=-1, filter_subject=o.subject)
         try:
-            return await js.pull_subscribe(o.subject, durable=o.durable, stream=o.stream, config=config)
-        except Exception as error:  # noqa: BLE001 - a durable of another subject, no permission, a timeout
+            try:
+                info = await js.consumer_info(o.stream, o.durable)
+            except NotFoundError:
+                try:
+                    info = await js.add_consumer(o.stream, config)
+                except Exception:  # noqa: BLE001 - another process made it first: use that one
+                    info = await js.consumer_info(o.stream, o.durable)
+        except Exception as error:  # noqa: BLE001 - no permission, a timeout
             raise BusError(f"cannot consume {o.subject} from {o.stream} as {o.durable} at {shown(o.url)}: "
                            f"{why(error)}") from None
+        if info.config.filter_subject != o.subject:
+            raise BusError(f"the durable {o.durable} of {o.stream} consumes {info.config.filter_subject}, "
+                           f"not {o.subject}: name another --durable")
+        return await Pull(js._nc, o).open()
 
-    async def loop(self, nc: Any, sub: Any) -> None:
+    async def loop(self, nc: Any, pull: "Pull") -> None:
         o = self.options
         last = time.monotonic()
         while True:
@@ -146,21 +194,13 @@ class Consumer:
                     self.done.stopped = "idle"
                     return
                 window = min(POLL, left)
-            msgs = await self.fetch(sub, 1, window)
+            msgs = await pull.take(1, window)  # waits for the first
             if not msgs:
                 continue
             if o.batch > 1:
-                msgs += await self.fetch(sub, o.batch - 1, GATHER)
+                msgs += await pull.take(o.batch - 1)  # and takes what else is there now
             await self.handle(nc, msgs)
             last = time.monotonic()
-
-    async def fetch(self, sub: Any, count: int, timeout: float) -> list[Any]:  # float-ok: seconds
-        try:
-            return list(await sub.fetch(count, timeout=max(timeout, 0.001)))  # float-ok
-        except Exception as error:  # noqa: BLE001
-            if timed_out(error):
-                return []
-            raise BusError(f"lost NATS at {shown(self.options.url)}: {why(error)}") from None
 
     async def handle(self, nc: Any, msgs: list[Any]) -> None:
         """Apply one batch (one transaction), then publish its results, then ack it."""

@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from entrypoints.session import Session, commands, fail
+from workers.gc_tuning import fewer_collections
 
 top = commands()  # consume: merged into the root
 
@@ -47,7 +48,7 @@ def consume(ctx: typer.Context,
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: stopping.set())
     latest = session.latest_clock()
-    with session.opened() as app:
+    with session.opened() as app, fewer_collections():  # as `ledger apply`
         try:
             done = run(lambda objs: app.apply(objs, session.clock, latest), options, stopping.is_set)
         except BusError as error:

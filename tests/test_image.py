@@ -220,7 +220,7 @@ def test_compose_builds_one_image_keeps_secrets_out_and_checks_the_worker() -> N
     yaml = pytest.importorskip("yaml")
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
     services = compose["services"]
-    ledger_services = {name: s for name, s in services.items() if name != "postgres"}
+    ledger_services = {name: s for name, s in services.items() if name not in ("postgres", "nats")}
     assert [name for name, s in services.items() if "build" in s] == ["worker"], "one build, one image"
     assert {s["image"] for s in ledger_services.values()} == {"uta-ledger:local"}
     assert not any(p.split(":")[-2:] == ["5432", "5432"] for p in services["postgres"].get("ports", [])), \
@@ -229,6 +229,9 @@ def test_compose_builds_one_image_keeps_secrets_out_and_checks_the_worker() -> N
     for s in ledger_services.values():
         assert "${POSTGRES_PASSWORD" in s["environment"]["LEDGER_DATABASE_URL"]
     assert services["worker"]["healthcheck"]["test"] == ["CMD", "ledger", "status", "--check"]
+    assert services["nats"]["image"] == "nats:2" and "-js" in services["nats"]["command"]  # the bus (§18)
+    assert services["consume"]["command"] == ["consume"] and "nats" in services["consume"]["depends_on"]
+    assert all(s["environment"]["LEDGER_NATS_URL"] == "nats://nats:4222" for s in ledger_services.values())
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     assert re.search(r"^POSTGRES_PASSWORD=", example, re.M)
     assert ".env" in (ROOT / ".gitignore").read_text(encoding="utf-8").split()
