@@ -150,13 +150,13 @@ class Consumer:
             from nats.js.api import RetentionPolicy
 
             await ensure_stream(js, o.url, o.stream, [o.subject], retention=RetentionPolicy.WORK_QUEUE)
-            await self.loop(nc, await self.subscribe(js))
+            await self.loop(nc, await self.subscribe(nc, js))
         finally:
             self.worker.shutdown(wait=True)
             await close(nc)
         return self.done
 
-    async def subscribe(self, js: Any) -> "Pull":
+    async def subscribe(self, nc: Any, js: Any) -> "Pull":
         """The durable (made when missing, as every process on it makes it) and a pull on it."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
         from nats.js.errors import NotFoundError
@@ -178,7 +178,7 @@ class Consumer:
         if info.config.filter_subject != o.subject:
             raise BusError(f"the durable {o.durable} of {o.stream} consumes {info.config.filter_subject}, "
                            f"not {o.subject}: name another --durable")
-        return await Pull(js._nc, o).open()
+        return await Pull(nc, o).open()
 
     async def loop(self, nc: Any, pull: "Pull") -> None:
         o = self.options
