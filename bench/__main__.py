@@ -22,7 +22,11 @@ Figures (sizes of the full run; --quick uses thousands and asserts nothing about
   middle of the prices) after 1,000,000 price events, as a ratio to an empty platform.
 - publish_rate: `ledger publish --until-idle 0` of 100,000 deposits' events to the machine's
   NATS server (JetStream): events/s, against a plain read of the same notification log
-  (bench/bus.py).
+  (bench/publish.py).
+- bus_throughput: `ledger consume` of 50,000 mixed commands published to NATS JetStream
+  beforehand, against `ledger apply` of the same commands (target: 0.7 of its rate);
+  bus_latency_p50, bus_latency_p99: deposits offered at 1,000/s, publish to result on the
+  results subject, milliseconds (bench.bus; needs the NATS server, LEDGER_NATS_URL).
 
 Each timed step runs in a fresh process (bench.step, or the `ledger` CLI itself), so each
 figure's peak RSS is its own; set-ups run here and are not timed.  Baselines: see

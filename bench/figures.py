@@ -59,12 +59,14 @@ TARGETS: dict[tuple[str, str | None], tuple[str, float]] = {
     ("serve_latency_p50", None): ("<=", 5),
     ("serve_latency_p99", None): ("<=", 25),
     ("stress", None): ("<=", 1.5),  # x the sweep's seconds over the same accounts
+    ("bus_latency_p99", None): ("<=", 50),  # bus_throughput: >= 0.7 x ledger apply (ratio_met), both stores
 }
 FIGURES = ["ingest", "stream_p99", "interest", "sweep", "worker_memory", "scale", "projections", "asof_p50", "asof_p99",
            "verify", "startup_version", "startup_show", "serve_throughput", "serve_throughput_2p", "serve_latency_p50", "serve_latency_p99",
            "history_first_page", "catchup", "catchup_rate", "catchup_human",
            "verify_memory", "verify_memory_rate", "tick_rate", "tick_events", "largest_snapshot",
-           "startup_after_prices", "asof_after_prices", "publish_rate", "stress"]
+           "startup_after_prices", "asof_after_prices", "publish_rate", "stress", "bus_throughput",
+           "bus_latency_p50", "bus_latency_p99"]
 GROUPS = ("ingest", "serve", "history", "workers", "ticks", "prices", "bus", "stress")  # what --only may name: the set-ups the figures come from
 
 
@@ -87,6 +89,9 @@ class Sizes:
     serve_accounts: int
     serve_latency_commands: int  # offered at 1,000/s
     stream_commands: int = 1_000  # streaming apply: one every 10 ms
+    bus_commands: int = 50_000  # the bus figures (bench.bus): the mix published, then consumed
+    bus_accounts: int = 2_000
+    bus_latency_commands: int = 10_000  # offered at 1,000/s
     publish_commands: int = 100_000  # deposits whose events `ledger publish` relays
     stress_accounts: int = 100_000  # `ledger risk stress` against one sweep of as many accounts
 
@@ -94,7 +99,7 @@ class Sizes:
 FULL = Sizes(200_000, 10_000, 100_000, 10_000, 10_000, 200, 21, 10_000, 10_000, 1_000_000, 100_000, 100_000, 1_000_000,
              60_000, 2_000, 10_000)
 QUICK = Sizes(10_000, 500, 2_000, 500, 1_000, 50, 3, 100, 100, 20_000, 2_000, 300, 30_000, 5_000, 500, 1_000, 200,
-              publish_commands=2_000, stress_accounts=500)
+              3_000, 200, 500, publish_commands=2_000, stress_accounts=500)
 CATCHUP_HOURS = 24
 
 
@@ -168,7 +173,12 @@ class StoreRun:
         if "bus" in groups:
             from bench import bus
 
-            self.figures += bus.measure(self.store, self.sizes.publish_commands, self.workdir, self.phase, figure, child)
+            self.figures += bus.measure(self.store, self.sizes.bus_commands, self.sizes.bus_accounts,
+                                        self.sizes.bus_latency_commands, self.workdir, self.phase, figure)
+            from bench import publish
+
+            self.figures += publish.measure(self.store, self.sizes.publish_commands, self.workdir, self.phase, figure,
+                                            child)
         if "stress" in groups:
             self.stress()
         order = {name: i for i, name in enumerate(FIGURES)}

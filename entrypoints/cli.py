@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from entrypoints import accounts, audits, jobs, publishing, readmodels, risk, serving
 from entrypoints.session import PLAIN, Session, commands
 from ledger.adapters.store import DEFAULT_URL
+from entrypoints import consuming  # ledger consume (§18)
 
 
 def hoist_db(args: list[str]) -> list[str]:
@@ -94,6 +95,7 @@ cli.add_typer(readmodels.projections_cli, name="projections")
 cli.add_typer(audits.audit_cli, name="audit")
 cli.add_typer(serving.token_cli, name="token")
 cli.add_typer(risk.risk_cli, name="risk")
+cli.add_typer(consuming.top)  # consume
 
 
 @cli.callback()

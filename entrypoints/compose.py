@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ledger.adapters.settings import Settings
 from ledger.adapters.store import persistence_env, redact
@@ -100,11 +100,27 @@ class Root:
             views.close()
             app.close()
 
-    def serve(self, publish: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def consumer(self, clock: Callable[[], datetime], **options: Any) -> Callable[[Callable[[], bool]], dict[str, Any]]:
+        """`ledger consume` on an application of its own, on LEDGER_NATS_URL, with its defaults
+        (``options``: others, fields of ``bus.consume.Options``): the loop the worker runs with
+        ``--consume``."""
+        def run(stop: Callable[[], bool]) -> dict[str, Any]:
+            from bus.consume import Options, consume
+
+            allowance = self.settings.future_allowance
+            app = self.open_app()
+            try:
+                return consume(lambda objs: app.apply(objs, clock, lambda: clock() + allowance),
+                               Options(url=self.settings.nats_url, **options), stop).as_dict()
+            finally:
+                app.close()
+        return run
+
+    def serve(self, publish: dict[str, Any] | None = None, consume: bool = False) -> dict[str, Any] | None:
         """`ledger worker`: open the store and its read models, then run the scheduled jobs
-        (and, with ``publish``, the event relay with those options) until a signal; None after one JSON error line
-        when the store cannot be opened."""
-        from workers.scheduler import open_store, run_worker
+        (with ``publish``, the event relay with those options; with ``consume``, the bus's
+        consumer) until a signal; None after one JSON error line when the store cannot be opened."""
+        from workers.scheduler import now, open_store, run_worker
 
         opened = open_store(self.open_app, lambda: self.open_views(), redact(self.settings.database_url))
         if opened is None:
@@ -112,7 +128,8 @@ class Root:
         app, views = opened
         try:
             publisher = (lambda stopping: self.publish(stopping, **publish)) if publish is not None else None
-            return run_worker(app, views, publisher, **self.job_options)
+            return run_worker(app, views, publisher, {"consume": self.consumer(now)} if consume else None,
+                              **self.job_options)
         finally:
             views.close()
             app.close()

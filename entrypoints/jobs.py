@@ -72,7 +72,9 @@ def worker(ctx: typer.Context,
                                                                  "does (to LEDGER_NATS_URL)"),
            stream: str = typer.Option("LEDGER_EVENTS", "--publish-stream", help="with --publish: the stream"),
            prefix: str = typer.Option("ledger.events", "--events-prefix", help="with --publish: the subjects' prefix"),
-           as_json: bool = typer.Option(False, "--json", help="the summary at exit as JSON (log lines are JSON always)")) -> None:
+           as_json: bool = typer.Option(False, "--json", help="the summary at exit as JSON (log lines are JSON always)"),
+           consume: bool = typer.Option(False, "--consume", help="also run `ledger consume` with its defaults "
+                                                                 "(LEDGER_NATS_URL)")) -> None:
     """Long-running scheduler: hourly interest, the 5-minute sweep, the read models.
 
     Interest at :00, the sweep every 5 minutes, the read models every few seconds; stops
@@ -89,7 +91,7 @@ def worker(ctx: typer.Context,
     except SettingsError as error:
         refused_setting(error)
         raise typer.Exit(2)
-    summary = root.serve(publish={"stream": stream, "prefix": prefix} if publish else None)
+    summary = root.serve(publish={"stream": stream, "prefix": prefix} if publish else None, consume=consume)
     if summary is None:
         raise typer.Exit(2)
     session.answer(summary, as_json, people.worker_summary)

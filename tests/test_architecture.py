@@ -51,7 +51,7 @@ FLOORS: dict[str, set[str]] = {
     "stores": {"stores"},
     "projections": {"ledger", "stores", "projections"},
     "workers": {"ledger", "projections", "workers"},
-    "bus": {"ledger", "projections", "bus"},
+    "bus": {"ledger", "projections", "bus"},  # the event bus (§18): NATS in, NATS out
 }
 OWN = ("ledger", "stores", "projections", "workers", "entrypoints", "api", "bench", "bus")
 EDGES = ("entrypoints", "api")  # may import anything; only the edges import an edge

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_quick_bench_reports_every_figure(store: str, tmp_path: Path) -> None:
     if store == "postgres":
         pg.require_server()  # skips locally without a server; fails under LEDGER_REQUIRE_POSTGRES=1
-    natsutil.require_server()  # the bus figure (bench.bus) publishes to the machine's NATS server
+    natsutil.require_server()  # the bus figures (bench.bus): skips without NATS; fails under LEDGER_REQUIRE_NATS=1
     output = tmp_path / "results.json"
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--store", store, "--json", "--output", str(output)],
                           cwd=ROOT, capture_output=True, text=True, timeout=450)

@@ -229,8 +229,10 @@ def test_compose_builds_one_image_keeps_secrets_out_and_checks_the_worker() -> N
     for s in ledger_services.values():
         assert "${POSTGRES_PASSWORD" in s["environment"]["LEDGER_DATABASE_URL"]
     assert services["worker"]["healthcheck"]["test"] == ["CMD", "ledger", "status", "--check"]
+    assert services["nats"]["image"] == "nats:2" and "-js" in services["nats"]["command"]  # the bus (§18)
+    assert services["consume"]["command"] == ["consume"] and "nats" in services["consume"]["depends_on"]
+    assert all(s["environment"]["LEDGER_NATS_URL"] == "nats://nats:4222" for s in ledger_services.values())
     assert services["publish"]["command"] == ["publish"] and "-js" in services["nats"]["command"]
-    assert services["publish"]["environment"]["LEDGER_NATS_URL"] == "nats://nats:4222"
     assert "nats" in services["publish"]["depends_on"]
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     assert re.search(r"^POSTGRES_PASSWORD=", example, re.M)

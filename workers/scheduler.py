@@ -31,6 +31,8 @@ from workers.sweep import run_sweep
 log = logging.getLogger("ledger.worker")
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 PROJECTIONS_EVERY = 5  # seconds between projection catch-ups
+RESTART_AFTER = 5  # seconds before a long-running loop that failed (the bus's) starts again
+LOOP_JOIN = 60  # seconds a loop may take to finish its batch once stopping
 
 
 class JsonFormatter(logging.Formatter):
@@ -188,13 +190,30 @@ def refused_setting(error: Exception) -> None:
     log.error("invalid setting", extra={"fields": {**failure(error), "error_kind": getattr(error, "code", None)}})
 
 
+def keep_running(name: str, loop: Callable[[Callable[[], bool]], Mapping[str, Any]], stopping: threading.Event) -> None:
+    """A long-running part of the worker (`ledger consume`'s loop), called with the stop
+    check, until stopping; a failure is logged and the loop starts again RESTART_AFTER later."""
+    while not stopping.is_set():
+        try:
+            done = loop(stopping.is_set)
+        except Exception as error:  # noqa: BLE001 - logged with its type and message; started again
+            failed(f"{name} failed", error, job=name)
+            stopping.wait(RESTART_AFTER)
+        else:
+            log.info(f"{name} stopped", extra={"fields": {"job": name, **done}})
+            return
+
+
 def run_worker(app: LedgerApp, views: Any = None, publisher: Callable[[threading.Event], Any] | None = None,
+               loops: Mapping[str, Callable[[Callable[[], bool]], Mapping[str, Any]]] | None = None,
                **options: Mapping[str, Any]) -> dict[str, Any]:
     """Catch up at once, then run on schedule until SIGTERM or SIGINT.  The main thread only
-    waits; jobs run in the scheduler's thread and see ``stopping`` between batches.  Returns
-    the summary that the last log line also carries.  ``options``: each job's, as for Jobs.
-    ``publisher`` (`worker --publish`): the event relay, run in its own thread until
-    ``stopping``; a relay that fails logs why and stops the worker (``failures["publish"]``)."""
+    waits; jobs run in the scheduler's thread and see ``stopping`` between batches; each of
+    ``loops`` (name: a long-running loop given the stop check, the bus's consumer) in a thread
+    of its own, started again after a failure.  Returns the summary that the last log line
+    also carries.  ``options``: each job's, as for Jobs.  ``publisher`` (`worker --publish`):
+    the event relay, run in its own thread until ``stopping``; a relay that fails logs why and
+    stops the worker (``failures["publish"]``): its position is the store's, so nothing is lost."""
     setup_logging()
     started = now()
     stopping = threading.Event()
@@ -219,12 +238,18 @@ def run_worker(app: LedgerApp, views: Any = None, publisher: Callable[[threading
     jobs.sweep(now())  # then sweep the latest mark (earlier marks would act on today's state)
     if views is not None:
         jobs.projections()  # and bring the read models up to date
+    threads = [threading.Thread(target=keep_running, args=(name, loop, stopping), name=f"ledger-{name}", daemon=True)
+               for name, loop in (loops or {}).items()]
     if not stopping.is_set():
+        for thread in threads:
+            thread.start()
         scheduler.start()
         stopping.wait()
         scheduler.shutdown(wait=True)  # a running job stops after its current batch (one transaction)
     if relaying:
         relaying.join()  # the relay stops after its batch in flight is acked and recorded
+    for thread in threads:
+        thread.join(LOOP_JOIN)  # a loop finishes its batch in flight
     summary = {"started": rfc3339(started), "stopped": rfc3339(now()), "signal": received[0] if received else None,
                **jobs.summary()}
     log.info("worker stopped", extra={"fields": summary})
