@@ -34,6 +34,7 @@ from typing import Any, Callable, Optional
 
 import orjson
 
+from bus.connect import BusError, connect, ensure_stream, jetstream
 from ledger.read.render import event_dict
 from ledger.domain.times import rfc3339
 from ledger.service.app import LedgerApp
@@ -53,10 +54,6 @@ WRONG_LAST_MSG_ID = 10070  # JetStream's err_code: the stream's last message is 
 
 TABLE = ("CREATE TABLE IF NOT EXISTS publish_tracking "
          "(stream TEXT PRIMARY KEY, position BIGINT NOT NULL)")
-
-
-class BusError(Exception):
-    """The bus cannot be used (unreachable, refusing, out of step with the log): one line."""
 
 
 @dataclass
@@ -101,36 +98,6 @@ def move(db: ViewDatabase, stream: str, start: int, to: int) -> bool:
 
 
 # --- the bus --------------------------------------------------------------------------------
-async def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> Any:  # float-ok
-    """A connection to the NATS server at ``url``, or ``BusError`` within ``timeout``."""
-    import nats
-
-    async def never(_error: Exception) -> None:  # nats-py would print every failed attempt
-        return None
-
-    try:
-        return await asyncio.wait_for(
-            nats.connect(url, connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=0,
-                         error_cb=never, name="ledger publish"), timeout * 2)
-    except Exception as error:  # noqa: BLE001 - refused, timed out, bad URL: one line
-        why = "no answer" if isinstance(error, asyncio.TimeoutError) else str(error) or type(error).__name__
-        raise BusError(f"cannot reach NATS at {url}: {why} (within {timeout:g} s)") from None
-
-
-async def ensure_stream(js: Any, stream: str, prefix: str) -> None:
-    """The stream, created when missing: subjects ``<prefix>.>``, the duplicate window set."""
-    from nats.js.api import StreamConfig
-    from nats.js.errors import NotFoundError
-
-    try:
-        info = await js.stream_info(stream)
-    except NotFoundError:
-        await js.add_stream(StreamConfig(name=stream, subjects=[f"{prefix}.>"], duplicate_window=DUPLICATE_WINDOW))
-        return
-    if f"{prefix}.>" not in (info.config.subjects or []):
-        raise BusError(f"stream {stream} does not take {prefix}.> (its subjects: {', '.join(info.config.subjects or [])})")
-
-
 async def stream_last(js: Any, stream: str) -> int:
     """The notification id of the stream's last message (0: the stream is empty)."""
     info = await js.stream_info(stream)
@@ -165,15 +132,10 @@ class Relay:
     async def run(self, stop: Callable[[], bool], until_idle: Optional[float] = None) -> Relayed:  # float-ok
         """Relay until ``stop()`` or, with ``until_idle``, until caught up and idle that long."""
         retry = self.app.retry
-        nc = await connect(self.url)
+        nc = await connect(self.url, "ledger publish", timeout=CONNECT_TIMEOUT)
         try:
-            js = nc.jetstream(timeout=self.ack_timeout, publish_async_max_pending=max(self.batch, 1))
-            try:
-                await ensure_stream(js, self.stream, self.prefix)
-            except BusError:
-                raise
-            except Exception as error:  # noqa: BLE001 - JetStream off, no permission, timed out
-                raise BusError(f"cannot use stream {self.stream} at {self.url}: {str(error) or type(error).__name__}") from None
+            js = jetstream(nc, self.ack_timeout, publish_async_max_pending=max(self.batch, 1))
+            await ensure_stream(js, self.url, self.stream, [f"{self.prefix}.>"], duplicate_window=DUPLICATE_WINDOW)
             retry.run(lambda: create(self.db, self.stream), "creating the relay's position")
             await self.reconcile(js)
             idle_since = time.monotonic()

@@ -29,7 +29,8 @@ def publish(ctx: typer.Context,
             as_json: bool = typer.Option(False, "--json", help="the summary at exit as JSON")) -> None:
     """Relay every stored event, in notification order, to <prefix>.<EventType>, Nats-Msg-Id =
     notification id.  Resumes after its recorded position; runs until SIGTERM or --until-idle."""
-    from bus.relay import BusError, relay
+    from bus.connect import BusError
+    from bus.relay import relay
 
     session: Session = ctx.obj
     url = nats_url or session.root.settings.nats_url
