@@ -9,7 +9,7 @@ that comes while the store is still being opened).
 
 With ``processes`` > 1 (``--processes``, LEDGER_SERVE_PROCESSES) uvicorn's own supervisor
 binds the port once and runs that many server processes on it, each built by ``child_app``
-from the environment (the parent puts the store's URL there) with its own writer: the kernel
+from the environment (the command line puts `--db` there) with its own writer: the kernel
 spreads the connections, the store decides between the writers (as between several `serve`
 on one database), and a process that dies is replaced.  The parent opens the store once
 before it starts them, so a store that cannot be opened is still one line and exit 2.
@@ -17,7 +17,6 @@ before it starts them, so a store that cannot be opened is still one line and ex
 from __future__ import annotations
 
 import gc
-import os
 import signal
 import sys
 from datetime import datetime, timezone
@@ -69,13 +68,10 @@ def run_processes(root: "Root", host: str, port: int, processes: int) -> None:
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
-    from ledger.adapters.settings import PREFIX
-
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stopped)  # the supervisor's handlers replace it once it runs
     bindable(host, port)
     root.open_app().close()  # the store opens (else one line, exit 2) before any process starts
-    os.environ[f"{PREFIX}DATABASE_URL"] = root.settings.database_url  # `--db` reaches the processes
     config = uvicorn.Config("api.server:child_app", factory=True, host=host, port=port, workers=processes, **OPTIONS)
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     supervisor.run()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Optional
 
 import typer
@@ -23,13 +24,17 @@ def serve(ctx: typer.Context,
     """The network service (HTTP/1.1, JSON): commands with group commit, reads, reports, audit.
     Every request but /healthz needs a token (`ledger token create`).  Stops cleanly on SIGTERM."""
     from api import server
+    from ledger.adapters.settings import PREFIX
     from ledger.adapters.store import StoreError, describe_store_error, redact
 
     session: Session = ctx.obj
     settings = session.root.settings
+    processes = processes or settings.serve_processes
+    if processes > 1:  # the server processes build their settings from the environment: `--db` too
+        os.environ[f"{PREFIX}DATABASE_URL"] = settings.database_url
     try:
         server.run(session.root, host or settings.serve_host, port or settings.serve_port, session.clock,
-                   processes or settings.serve_processes)
+                   processes)
     except StoreError as error:
         fail(str(error))
     except OSError as error:

@@ -21,7 +21,6 @@ from typing import Any
 from ledger.service.app import LedgerApp
 from projections import audit, eventlog
 from projections.sql import ViewDatabase
-from workers.gc_tuning import fewer_collections
 
 
 @dataclass
@@ -77,7 +76,6 @@ def _part(job: tuple[str | None, str | None, int, "audit.ViewRows | None"]) -> P
     lo, hi, last, views = job
     app, db = _store
     result = audit.Verification()
-    with fewer_collections():
-        checks = audit.check_aggregates(result, app, db, views, last, lo, hi, cross=False)
+    checks = audit.check_aggregates(result, app, db, views, last, lo, hi, cross=False)
     return Part(result.findings, checks.books, checks.balances, checks.pools, set(checks.view_rows),
                 checks.view_pools)
