@@ -15,6 +15,7 @@ from ledger.read.render import plain
 def account_view(acct: Account, platform: Platform, platform_owed: Callable[[str], Decimal]) -> dict[str, Any]:
     """Every §14 field; margin fields are null for classic accounts, or when a price is missing
     (then ``margin_error`` says which)."""
+    acct = acct.at_mark(platform)  # the UPL-generated liability derived at the marks in force (issue 15)
     unified = acct.mode == UNIFIED
     view: dict[str, Any] = {
         "account": acct.account,

@@ -276,21 +276,18 @@ def register_currency(u: UnitOfWork, cmd: c.RegisterCurrency) -> None:
 
 @handles(c.SetPrice)
 def set_price(u: UnitOfWork, cmd: c.SetPrice) -> None:
-    """§4 and B1/R1: a new mark re-values every unified position in BASE-USDT at once."""
+    """§4, §16: a new mark.  It books nothing on the holders: their UPL-generated liability is
+    derived where a rule reads it (``ledger.domain.derived``), so a tick writes its PriceSet
+    (and the platform's snapshot) whatever the number of holders.  A mark at or before an
+    hour already charged would change that hour's derived figure: refused (I6)."""
     platform = params(u)
     platform.check_amount(QUOTE, cmd.price)
     if cmd.currency == QUOTE:
         raise LedgerError("validation_error", "USDT is the quote currency; its price is always 1")
     platform.precision(cmd.currency)
-    holders = [u.account(a) for a in sorted(u.holders(f"{cmd.currency}-{QUOTE}").accounts)]
-    holders = [h for h in holders if h.mode == UNIFIED]
-    for holder in holders:
-        holder.check_time(u.at)
-    before = {h.account: min(h.upl(platform), 0) for h in holders}
+    if u.holders(f"{cmd.currency}-{QUOTE}").accounts:
+        check_interest_open(u)
     platform.set_price(cmd.currency, cmd.price, u.at)
-    for holder in holders:
-        gain = min(holder.upl(platform), 0) - before[holder.account]
-        holder.settle_futures(platform, u.at, gain=gain)
 
 
 def known(u: UnitOfWork, currency: str):  # type: ignore[no-untyped-def]
