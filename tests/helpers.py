@@ -75,6 +75,11 @@ class Ledger:
         return result["error"]
 
     def account(self, account: str) -> Account:
+        """The account as the rules read it now: its UPL-generated liability at the marks in
+        force (issue 15: ticks book nothing; ``booked`` is the aggregate as stored)."""
+        return self.app.account(account).at_mark(self.app.platform())
+
+    def booked(self, account: str) -> Account:
         return self.app.account(account)
 
     def platform(self) -> Platform:
