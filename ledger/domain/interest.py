@@ -46,6 +46,19 @@ class Charge:
     capitalized: Decimal
 
 
+def liability_at(acct: Account, currency: str, hour: datetime,
+                 platform_at: Callable[[datetime], Platform]) -> tuple[Decimal, Decimal]:
+    """I1/I2: (liability, UPL-generated part) at the top of ``hour``: the booked liability at H
+    (``owed_at``) with, for USDT, its booked UPL-generated part replaced by the figure derived
+    at the marks in force at H (issue 15); history without kept inputs keeps the booked part."""
+    owed, upl_owed = acct.owed_at(currency, hour)
+    if currency == QUOTE and acct.inputs_at(hour) is not None:
+        derived = acct.derived_upl_at(hour, platform_at(hour))
+        assert derived is not None
+        owed, upl_owed = owed - upl_owed + derived, derived
+    return owed, upl_owed
+
+
 def charge_hours(
     acct: Account, run_at: datetime, platform_at: Callable[[datetime], Platform], platform: Platform
 ) -> list[Charge]:
@@ -58,13 +71,7 @@ def charge_hours(
         for _ in range(MAX_HOURS_PER_RUN):
             if hour > last:
                 break
-            owed, upl_owed = acct.owed_at(currency, hour)
-            then = None
-            if currency == QUOTE and acct.inputs_at(hour) is not None:
-                then = platform_at(hour)
-                derived = acct.derived_upl_at(hour, then)  # B1/I2 at the mark in force at H
-                assert derived is not None
-                owed, upl_owed = owed - upl_owed + derived, derived
+            owed, upl_owed = liability_at(acct, currency, hour, platform_at)
             if owed <= 0:  # nothing owed at H: jump to the next change, if any
                 entry = acct.inputs_at(hour) if currency == QUOTE else None
                 if entry is not None and entry[1]:  # a position held: the next hour may owe
@@ -75,7 +82,7 @@ def charge_hours(
                     break
                 hour = ceil_hour(following)
                 continue
-            then = then or platform_at(hour)
+            then = platform_at(hour)
             free = min(upl_owed, then.allowance(currency))  # I2
             rate = hourly_rate(then, currency, acct.vip_level)
             interest = round_up((owed - free) * rate, places)  # I3
