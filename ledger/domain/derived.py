@@ -6,13 +6,12 @@ account's positions, its unified USDT cash and the mark in force; it is booked (
 instant, when a command, the interest run or the sweep takes the account up (``mark_upl``),
 so every rule that was written against booked liabilities reads the figure at that instant.
 Between rule instants the books hold it as of the last one; views show it at the mark in
-force (``at_mark``), and interest at a top of an hour H reads it at the mark in force at H
-from ``upl_inputs``: per uncharged hour, the positions and cash the figure needs, as they
+force (``ledger.read.views.at_mark``), and interest at a top of an hour H reads it at the
+mark in force at H from ``upl_inputs``: per uncharged hour, the positions and cash the figure needs, as they
 stood at its end.  A mixin of ``Account``: pure state and arithmetic, no I/O.
 """
 from __future__ import annotations
 
-import copy
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -68,22 +67,6 @@ class DerivedUpl:
             lifted = booked - target
             self.repaid(QUOTE, lifted, "futures_gain", lifted, ZERO, lifted, at)  # type: ignore[attr-defined]
         return target != booked
-
-    def at_mark(self, platform: Platform) -> Any:
-        """A copy of the account with the figure booked at ``platform``'s marks, for reading
-        (views, ``--as-of``): the account itself and the store are untouched."""
-        booked = self.upl_liability.get(QUOTE, ZERO)
-        if self.mode != UNIFIED or not (self.positions or booked):
-            return self
-        try:
-            if self.derived_upl(platform) == booked:
-                return self
-        except LedgerError:
-            return self
-        marked = copy.deepcopy(self)
-        marked.closed_until = None
-        marked.mark_upl(platform, marked.last_at)
-        return marked
 
     # --- what interest at a top of an hour reads (I1, I2) ------------------------------------
     def _touch(self, at: datetime) -> None:
