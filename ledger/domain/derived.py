@@ -7,8 +7,8 @@ instant, when a command, the interest run or the sweep takes the account up (``m
 so every rule that was written against booked liabilities reads the figure at that instant.
 Between rule instants the books hold it as of the last one; views show it at the mark in
 force (``ledger.read.views.at_mark``), and interest at a top of an hour H reads it at the
-mark in force at H from ``upl_inputs``: per uncharged hour, the positions and cash the figure needs, as they
-stood at its end.  A mixin of ``Account``: pure state and arithmetic, no I/O.
+mark in force at H from ``upl_inputs``: per uncharged hour, the positions and cash the
+figure needs, as they stood at its end.  A mixin of ``Account``: pure state and arithmetic, no I/O.
 """
 from __future__ import annotations
 
