@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal as D
 from pathlib import Path
 
+from entrypoints.machine import account_at
 from ledger.domain.margin import upl_generated
 from ledger.read.views import account_view
 from ledger.service.app import LedgerApp
@@ -99,8 +100,7 @@ def test_as_of_shows_the_figure_at_the_marks_then(ledger: Ledger) -> None:
     tick(ledger, "35000", 10)
     tick(ledger, "49000", 20)
     then = T0 + timedelta(minutes=15)
-    acct = ledger.app.state_at("account/h0", then)
-    view = account_view(acct, ledger.app.platform_at(then), lambda c: ledger.app.platform_owed(c, then))
+    view = account_at(ledger.app, ledger.app.state_at("account/h0", then), then)  # `account show --as-of`
     assert view["balances"]["USDT"]["upl_liability"] == "500" and view["balances"]["USDT"]["cash"] == "1500"
     now = account_view(ledger.app.account("h0"), ledger.app.platform(), ledger.app.platform_owed)
     assert now["balances"]["USDT"]["upl_liability"] == "0" and now["balances"]["USDT"]["cash"] == "1000"
