@@ -25,7 +25,7 @@ from ledger.domain.account import Account
 from ledger.domain import ids
 from ledger.service.app import LedgerApp
 from ledger.domain.base import replay
-from ledger.domain.interest import hourly_rate
+from ledger.domain.interest import hourly_rate, liability_at
 from ledger.domain.money import round_up
 from ledger.domain.times import rfc3339
 from ledger.domain.platform import Platform
@@ -363,7 +363,7 @@ def check_interest(result: Verification, n: Any, event: Any, acct: Any, platform
         return
     then = platform.at(event.hour, n.id)
     places = then.precision(event.currency)
-    owed, upl = acct.owed_at(event.currency, event.hour)
+    owed, upl = liability_at(acct, event.currency, event.hour, lambda _: then)
     expected = {
         "liability": owed,
         "interest_free": min(upl, then.allowance(event.currency)),

@@ -9,7 +9,7 @@ from ledger.domain.account import Account
 from ledger.service.app import LedgerApp
 from ledger.domain.horizon import FUTURE_ALLOWANCE
 from ledger.domain.platform import Platform
-from ledger.read.views import account_view
+from ledger.read.views import account_view, at_mark
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 # T4: the tests' ledgers run with a fixed clock, "today", so that no test depends on the real
@@ -75,6 +75,11 @@ class Ledger:
         return result["error"]
 
     def account(self, account: str) -> Account:
+        """The account as the rules read it now: its UPL-generated liability at the marks in
+        force (issue 15: ticks book nothing; ``booked`` is the aggregate as stored)."""
+        return at_mark(self.app.account(account), self.app.platform())
+
+    def booked(self, account: str) -> Account:
         return self.app.account(account)
 
     def platform(self) -> Platform:

@@ -339,23 +339,27 @@ def test_scenario_4_deposit_repays_upl_generated_before_principal(ledger: Ledger
     ledger.price("ETH", "2000")
     long_btc(ledger, {"USDT": "5000", "ETH": "10"})
     events = ledger.price("BTC", "40000")
-    # UPL −10000: USDT balance 5000 − 10000 = −5000 → borrow 5000, UPL-generated
-    assert of(events, "Borrowed") == [borrowed("USDT", "5000", "futures_upl", upl=True)]
+    # UPL −10000: USDT balance 5000 − 10000 = −5000 → 5000 UPL-generated (derived: the tick books nothing)
+    assert of(events, "Borrowed") == []
+    assert ledger.account("alice").upl_liability == {"USDT": D(5000)}
     # AE = −5000 + 19000 = 14000; IM = 5000 × 0.2 + 40000 × 0.1 = 5000 → 9000 / 0.2 = 45000
-    ledger.ok(borrow("alice", "USDT", "1000"))
-    acct = ledger.account("alice")
-    assert acct.principal == {"USDT": D(6000)} and acct.upl_liability == {"USDT": D(5000)}
+    events = ledger.ok(borrow("alice", "USDT", "1000"))
+    # the rule instant books the 5000 first (§16), then the loan
+    assert of(events, "Borrowed") == [borrowed("USDT", "5000", "futures_upl", upl=True), borrowed("USDT", "1000", "manual")]
+    acct = ledger.account("alice")  # the borrowed 1000 covers 1000 of the loss at once (§16, B3)
+    assert acct.principal == {"USDT": D(5000)} and acct.upl_liability == {"USDT": D(4000)}
 
     events = ledger.ok(deposit("alice", "USDT", "300"))
-    assert of(events, "Repaid") == [repaid("USDT", "300", "deposit", upl="300")]
-    events = ledger.ok(deposit("alice", "USDT", "5200"))
-    # 4700 UPL-generated left first, then 500 of the manual principal
-    assert of(events, "Repaid") == [repaid("USDT", "5200", "deposit", upl="4700")]
+    assert of(events, "Repaid") == [repaid("USDT", "1000", "futures_gain", upl="1000"),
+                                    repaid("USDT", "300", "deposit", upl="300")]
+    events = ledger.ok(deposit("alice", "USDT", "4200"))
+    # 3700 UPL-generated left first, then 500 of the manual principal
+    assert of(events, "Repaid") == [repaid("USDT", "4200", "deposit", upl="3700")]
     acct = ledger.account("alice")
     assert acct.principal == {"USDT": D(500)}
     assert acct.upl_liability == {}
     assert acct.interest == {}
-    assert ledger.cash("alice", "USDT") == D(11000)  # 5000 + 5000 + 1000 + 5500 − 5500
+    assert ledger.cash("alice", "USDT") == D(10000)  # 5000 + 1000 + 4500 − 500 (repaid): the loss is covered
 
 
 def test_r1_repayment_order_with_capitalised_interest_on_the_aggregate() -> None:
@@ -415,17 +419,16 @@ def test_scenario_6_futures_loss_then_recovery(ledger: Ledger) -> None:
     long_btc(ledger, {"USDT": "5000"})
     assert ledger.liability("alice", "USDT") == ZERO
     events = ledger.price("BTC", "40000")
-    # UPL 1 × (40000 − 50000) = −10000; balance 5000 − 10000 = −5000 → borrow 5000
-    assert of(events, "Borrowed") == [borrowed("USDT", "5000", "futures_upl", upl=True)]
+    # UPL 1 × (40000 − 50000) = −10000; balance 5000 − 10000 = −5000 → 5000 UPL-generated, derived
+    assert [e["type"] for e in events] == ["PriceSet"]
     acct = ledger.account("alice")
     assert acct.cash("USDT") == D(10000)
     assert acct.principal == {"USDT": D(5000)}
     assert acct.upl_liability == {"USDT": D(5000)}
 
     events = ledger.price("BTC", "45000")
-    # UPL −5000; the loss shrank by 5000: balance 10000 − 5000 = 5000 → repay all 5000 owed
-    assert of(events, "Borrowed") == []
-    assert of(events, "Repaid") == [repaid("USDT", "5000", "futures_gain", upl="5000")]
+    # UPL −5000, covered by the 5000 cash: nothing UPL-generated any more
+    assert [e["type"] for e in events] == ["PriceSet"]
     acct = ledger.account("alice")
     assert acct.cash("USDT") == D(5000)
     assert acct.liability("USDT") == ZERO and acct.upl_liability == {}
@@ -438,15 +441,20 @@ def test_scenario_6_deeper_loss_borrows_the_increment(ledger: Ledger) -> None:
     long_btc(ledger, {"USDT": "5000"})
     ledger.price("BTC", "40000")
     events = ledger.price("BTC", "38000")
-    # UPL −12000; balance 10000 − 12000 = −2000 → borrow 2000 more
-    assert of(events, "Borrowed") == [borrowed("USDT", "2000", "futures_upl", upl=True)]
+    # UPL −12000 against 5000 cash → 7000 UPL-generated, derived at the mark
+    assert [e["type"] for e in events] == ["PriceSet"]
     acct = ledger.account("alice")
     assert acct.principal == {"USDT": D(7000)} and acct.upl_liability == {"USDT": D(7000)}
-    # partial recovery to 41000: UPL −9000 → balance 12000 − 9000 = 3000 repays 3000
-    assert of(ledger.price("BTC", "41000"), "Repaid") == [repaid("USDT", "3000", "futures_gain", upl="3000")]
+    # partial recovery to 41000: UPL −9000 → 4000
+    assert [e["type"] for e in ledger.price("BTC", "41000")] == ["PriceSet"]
     acct = ledger.account("alice")
     assert acct.principal == {"USDT": D(4000)} and acct.upl_liability == {"USDT": D(4000)}
     assert acct.cash("USDT") == D(9000)
+    # a rule instant books it: a deposit books the 4000, then the 1 repays 1 of it (R1)
+    events = ledger.ok(deposit("alice", "USDT", "1"))
+    assert of(events, "Borrowed") == [borrowed("USDT", "4000", "futures_upl", upl=True)]
+    assert of(events, "Repaid") == [repaid("USDT", "1", "deposit", upl="1")]
+    assert ledger.booked("alice").upl_liability == {"USDT": D(3999)} and ledger.cash("alice", "USDT") == D(9000)
 
 
 def test_scenario_6_closing_at_a_loss_reclassifies_the_upl_tag(ledger: Ledger) -> None:
@@ -607,10 +615,11 @@ def test_short_futures_loss_then_recovery(ledger: Ledger) -> None:
     ledger.price("BTC", "50000")
     order(ledger, "alice", "f1", "sell", "1", "50000", market="futures")
     fill(ledger, "alice", "f1", "1", "50000")
-    # mark 60000: UPL −10000 → balance −5000 → borrow 5000 UPL-generated
-    assert of(ledger.price("BTC", "60000"), "Borrowed") == [borrowed("USDT", "5000", "futures_upl", upl=True)]
-    # mark 52000: UPL −2000 → balance 10000 − 2000 = 8000; owed 5000 → repay 5000
-    assert of(ledger.price("BTC", "52000"), "Repaid") == [repaid("USDT", "5000", "futures_gain", upl="5000")]
+    # mark 60000: UPL −10000 → balance −5000 → 5000 UPL-generated, derived (the tick books nothing)
+    assert [e["type"] for e in ledger.price("BTC", "60000")] == ["PriceSet"]
+    assert ledger.account("alice").upl_liability == {"USDT": D(5000)}
+    # mark 52000: UPL −2000, covered by the 5000 cash: nothing owed
+    assert [e["type"] for e in ledger.price("BTC", "52000")] == ["PriceSet"]
     assert ledger.cash("alice", "USDT") == D(5000)
     assert ledger.liability("alice", "USDT") == ZERO
 

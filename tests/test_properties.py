@@ -51,6 +51,7 @@ from ledger.domain.account import UNIFIED, Account
 from ledger.service.app import LedgerApp
 from ledger.domain.errors import LedgerError
 from ledger.domain.margin import base_of
+from ledger.read.views import at_mark
 from tests import pg
 from tests.helpers import T0, Ledger
 
@@ -263,7 +264,8 @@ class Run:
     # --- P3, P5, P6 on the state ------------------------------------------------------------------
     def check_state(self, after: dict[str, Account]) -> None:
         platform = self.app.platform()
-        for name, acct in after.items():
+        for name, booked in after.items():
+            acct = at_mark(booked, platform)  # §16: the UPL-generated liability at the marks in force
             check_liabilities(acct, name)
             if acct.mode != UNIFIED:
                 assert not acct.liabilities(), f"classic {name} owes {acct.liabilities()}"

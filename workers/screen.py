@@ -22,6 +22,7 @@ from typing import Any, Callable
 from ledger.domain import ids
 from ledger.service.app import LedgerApp
 from ledger.domain.errors import LedgerError
+from ledger.domain.platform import QUOTE
 from ledger.domain.sweep import needs_sweep
 from workers.gc_tuning import fewer_collections
 
@@ -52,7 +53,8 @@ def check(app: LedgerApp, accounts: list[str], run_at: datetime) -> tuple[list[s
         acct = loaded[ids.account(account)]
         try:
             acct.check_time(run_at)
-            needed = needs_sweep(acct, platform)
+            booked = acct.mark_upl(platform, run_at)  # in memory: the derived figure at the mark
+            needed = needs_sweep(acct, platform) or (booked and QUOTE in limited)  # L2 counts it booked
         except LedgerError:
             flagged.append(account)  # the act pass reports why
             continue

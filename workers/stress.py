@@ -4,7 +4,8 @@ at T) by given percentages — the sweep's own code on copies of the state, noth
 Each shocked currency is a ``set_price`` to ``price × (1 + P/100)`` (rounded half-even to
 USDT's precision), applied one after the other in currency order on copies of the platform;
 each copy of an account is moved by each new mark exactly as ``set_price`` moves it
-(``ledger.domain.marks.mark_moved``), then run through the sweep's own tests and actions
+(``ledger.domain.marks.mark_moved``, the derived UPL-generated liability booked at the last
+shocked marks, as the sweep's unit of work books it), then run through the sweep's own tests and actions
 (``needs_sweep``, ``sweep_account``: L1, L3, L4) and, once every account has been through,
 the platform limits' pass (``platform_excess``: L2), largest borrowers first, with the
 platform totals kept in memory as the unit of work keeps them.  Nothing is saved: the copies
@@ -117,12 +118,12 @@ def replay_pass_one(acct: Account, steps: list[Step], at: datetime) -> tuple[Dec
     before is computed only for an account that will be changed (the cost of the screen)."""
     acct.check_time(at)
     before: tuple[Decimal | None] | None = None
-    for currency, was, now in steps:
-        if acct.mode == UNIFIED and f"{currency}-{QUOTE}" in acct.positions:
-            before = before or (shown_ratio(acct.margin(steps[0][1]).risk_ratio),)
-            mark_moved(acct, acct.upl(was), now, at)
-    by_marks = acct.pending_count
     final = steps[-1][2]
+    if acct.mode == UNIFIED and (acct.positions or acct.upl_liability):  # as the sweep's unit of work takes it up
+        ratio = shown_ratio(acct.margin(steps[0][1]).risk_ratio)
+        if mark_moved(acct, final, at):
+            before = (ratio,)
+    by_marks = acct.pending_count
     if needs_sweep(acct, final):
         before = before or (shown_ratio(acct.margin(steps[0][1]).risk_ratio),)
         sweep_account(acct, final, at)

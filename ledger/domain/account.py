@@ -15,6 +15,7 @@ from eventsourcing.domain import event
 
 from ledger.domain import ids
 from ledger.domain.base import LedgerAggregate
+from ledger.domain.derived import DerivedUpl
 from ledger.domain.errors import LedgerError
 from ledger.domain.margin import (
     Margin, MarginState, Position, less_unrealized_loss, margin, margin_after, order_margin, total_upl,
@@ -30,7 +31,7 @@ WALLETS = {CLASSIC: ("spot", "futures"), UNIFIED: ("unified",)}
 TRADING_WALLET = {CLASSIC: "spot", UNIFIED: "unified"}
 
 
-class Account(LedgerAggregate):
+class Account(DerivedUpl, LedgerAggregate):
     @staticmethod
     def create_id(account: str, **_: Any) -> str:
         return ids.account(account)
@@ -59,6 +60,7 @@ class Account(LedgerAggregate):
         self.liability_log: list[list[Any]] = []  # [at, currency, delta, upl_delta]
         self.closed_until: datetime | None = None  # I6: the last hour charged or settled
         self.alerted = False  # L4: above the alert level at the last sweep
+        self.upl_inputs: list[list[Any]] = []  # I1/I2: what the derived UPL liability reads at H (DerivedUpl)
         self.last_at = at
 
     # --- reading -----------------------------------------------------------------------
@@ -157,12 +159,12 @@ class Account(LedgerAggregate):
     @event("AccountWhitelisted")
     def whitelist(self, at: datetime) -> None:
         self.whitelisted = True
-        self.last_at = at
+        self._touch(at)
 
     @event("RiskAssessmentCompleted")
     def complete_risk_assessment(self, score: int, agreements_version: str, at: datetime) -> None:
         self.risk_assessment = {"score": score, "agreements_version": agreements_version}
-        self.last_at = at
+        self._touch(at)
 
     def check_gate(self, platform: Platform) -> None:
         """M3, M4 for a master: whitelisted (while required), risk assessment done."""
@@ -174,7 +176,7 @@ class Account(LedgerAggregate):
     @event("UnifiedActivated")
     def _activated(self, at: datetime) -> None:
         self.activated = True
-        self.last_at = at
+        self._touch(at)
 
     def activate_unified(self, platform: Platform, at: datetime) -> None:
         """M7: the master passes the gate but stays classic; its subs may go unified."""
@@ -221,12 +223,12 @@ class Account(LedgerAggregate):
         for move in moves:
             target[move["currency"]] = target.get(move["currency"], ZERO) + move["amount"]
         self.mode = to_mode
-        self.last_at = at
+        self._touch(at)
 
     @event("ApiKeyCreated")
     def create_api_key(self, key_id: str, unified: bool, permissions: list[str], at: datetime) -> None:
         self.api_keys[key_id] = {"unified": unified, "permissions": list(permissions)}
-        self.last_at = at
+        self._touch(at)
 
     # --- cash movements (W2, W3) ---------------------------------------------------------
     def _move(self, wallet: str, currency: str, delta: Decimal) -> None:
@@ -240,28 +242,28 @@ class Account(LedgerAggregate):
     @event("Deposited")
     def deposited(self, currency: str, amount: Decimal, wallet: str, at: datetime) -> None:
         self._move(wallet, currency, amount)
-        self.last_at = at
+        self._touch(at)
 
     @event("Withdrawn")
     def withdrawn(self, currency: str, amount: Decimal, wallet: str, at: datetime) -> None:
         self._move(wallet, currency, -amount)
-        self.last_at = at
+        self._touch(at)
 
     @event("TransferredOut")
     def transferred_out(self, to_account: str, currency: str, amount: Decimal, wallet: str, at: datetime) -> None:
         self._move(wallet, currency, -amount)
-        self.last_at = at
+        self._touch(at)
 
     @event("TransferredIn")
     def transferred_in(self, from_account: str, currency: str, amount: Decimal, wallet: str, at: datetime) -> None:
         self._move(wallet, currency, amount)
-        self.last_at = at
+        self._touch(at)
 
     @event("WalletTransferred")
     def wallet_transferred(self, currency: str, amount: Decimal, from_wallet: str, to_wallet: str, at: datetime) -> None:
         self._move(from_wallet, currency, -amount)
         self._move(to_wallet, currency, amount)
-        self.last_at = at
+        self._touch(at)
 
     def check_can_pay_out(self, currency: str, amount: Decimal, wallet: str, platform: Platform) -> None:
         """W2: at most the available balance; in unified mode IM must stay ≤ AE."""
@@ -288,7 +290,7 @@ class Account(LedgerAggregate):
             self.upl_liability[currency] = self.upl_liability.get(currency, ZERO) + amount
         self._move("unified", currency, amount)
         self._log_liability(at, currency, amount, amount if upl_generated else ZERO)
-        self.last_at = at
+        self._touch(at)
 
     @event("Repaid")
     def repaid(
@@ -301,14 +303,14 @@ class Account(LedgerAggregate):
         self._reduce(self.upl_liability, currency, upl_generated)
         self._move("unified", currency, -amount)
         self._log_liability(at, currency, -amount, -upl_generated)
-        self.last_at = at
+        self._touch(at)
 
     @event("LiabilityReclassified")
     def reclassified(self, currency: str, amount: Decimal, at: datetime) -> None:
         """The UPL-generated tag is lifted from ``amount`` once the loss is no longer unrealised."""
         self._reduce(self.upl_liability, currency, amount)
         self._log_liability(at, currency, ZERO, -amount)
-        self.last_at = at
+        self._touch(at)
 
     # --- the sweep: forced repayment and liquidation (L1-L4) --------------------------------
     @event("AutoSwapped")
@@ -319,20 +321,20 @@ class Account(LedgerAggregate):
         """L1-L3: the swap desk buys ``from_amount`` at mark and pays ``to_amount``."""
         self._move("unified", from_currency, -from_amount)
         self._move("unified", to_currency, to_amount)
-        self.last_at = at
+        self._touch(at)
 
     @event("LiquidationStarted")
     def liquidation_started(
         self, risk_ratio: Decimal | None, adjusted_equity: Decimal, maintenance_margin: Decimal, at: datetime
     ) -> None:
-        self.last_at = at
+        self._touch(at)
 
     @event("PositionLiquidated")
     def position_liquidated(self, symbol: str, qty: Decimal, price: Decimal, realized_pnl: Decimal, at: datetime) -> None:
         """L3: a futures position closed at mark; the realised P&L goes to USDT cash."""
         del self.positions[symbol]
         self._move("unified", "USDT", realized_pnl)
-        self.last_at = at
+        self._touch(at)
 
     @event("BadDebtWrittenOff")
     def bad_debt_written_off(
@@ -344,21 +346,21 @@ class Account(LedgerAggregate):
         self._reduce(self.interest, currency, interest)
         self._reduce(self.upl_liability, currency, upl_generated)
         self._log_liability(at, currency, -amount, -upl_generated)
-        self.last_at = at
+        self._touch(at)
 
     @event("LiquidationCompleted")
     def liquidation_completed(self, risk_ratio: Decimal | None, bad_debt: dict[str, Decimal], at: datetime) -> None:
-        self.last_at = at
+        self._touch(at)
 
     @event("RiskAlertRaised")
     def risk_alert_raised(self, risk_ratio: Decimal | None, at: datetime) -> None:
         self.alerted = True
-        self.last_at = at
+        self._touch(at)
 
     @event("RiskAlertCleared")
     def risk_alert_cleared(self, risk_ratio: Decimal, at: datetime) -> None:
         self.alerted = False
-        self.last_at = at
+        self._touch(at)
 
     def _log_liability(self, at: datetime, currency: str, delta: Decimal, upl_delta: Decimal) -> None:
         """I1: remember changes while an hour may still be charged on them.  Interest reads
@@ -380,6 +382,7 @@ class Account(LedgerAggregate):
         log, self.liability_log = self.liability_log, []
         for at, currency, delta, upl_delta in log:
             self._add_change(at, currency, delta, upl_delta)
+        self.__dict__.setdefault("upl_inputs", [])  # snapshots from before issue 15's derived liability
 
     def _add_change(self, at: datetime, currency: str, delta: Decimal, upl_delta: Decimal) -> None:
         last = next((e for e in reversed(self.liability_log) if e[1] == currency), None)
@@ -402,7 +405,13 @@ class Account(LedgerAggregate):
         return owed, upl
 
     def next_change_after(self, currency: str, hour: datetime) -> datetime | None:
-        return next((at for at, c, _, _ in self.liability_log if c == currency and at > hour), None)
+        """The first logged change after ``hour``; for USDT also the first change of what the
+        derived UPL-generated liability reads (positions, cash), which may make it owed."""
+        logged = next((at for at, c, _, _ in self.liability_log if c == currency and at > hour), None)
+        if currency != QUOTE:
+            return logged
+        inputs = self.next_inputs_after(hour)
+        return min((t for t in (logged, inputs) if t is not None), default=None)
 
     @event("InterestCharged")
     def interest_charged(
@@ -416,17 +425,19 @@ class Account(LedgerAggregate):
             self.interest[currency] = self.interest.get(currency, ZERO) + capitalized
         self._close_hours(currency, hour)
         self.interest_due[currency] = hour + HOUR
-        self.last_at = at
+        self._touch(at)
 
     @event("InterestSettled")
     def interest_settled(self, currency: str, through_hour: datetime, at: datetime) -> None:
         """Nothing more is owed in ``currency`` and no later hour can be charged on it."""
         self._close_hours(currency, through_hour)
         self.interest_due.pop(currency, None)
-        self.last_at = at
+        self._touch(at)
 
     def _close_hours(self, currency: str, hour: datetime) -> None:
         self.liability_log = [e for e in self.liability_log if e[1] != currency or e[0] > hour]
+        if currency == QUOTE:
+            self.trim_inputs(hour)
         if self.closed_until is None or hour > self.closed_until:
             self.closed_until = hour
 
@@ -513,12 +524,12 @@ class Account(LedgerAggregate):
             "qty": qty, "filled_qty": ZERO, "price": price, "wallet": wallet,
             "hold_currency": hold_currency, "hold": hold,
         }
-        self.last_at = at
+        self._touch(at)
 
     @event("OrderCancelled")
     def order_cancelled(self, order_id: str, released: Decimal, at: datetime) -> None:
         del self.orders[order_id]
-        self.last_at = at
+        self._touch(at)
 
     @event("OrderFilled")
     def order_filled(
@@ -539,7 +550,7 @@ class Account(LedgerAggregate):
                 self.positions[order["symbol"]] = [qty_after, entry]
             else:
                 self.positions.pop(order["symbol"], None)
-        self.last_at = at
+        self._touch(at)
 
     def open_order(self, order_id: str) -> dict[str, Any]:
         try:

@@ -3,7 +3,9 @@
 ``charge_hours`` is domain logic: it takes the time of the run and a function giving the
 platform parameters in force at an hour, and records ``InterestCharged`` for every hour not
 yet charged, oldest first.  A late charge equals the on-time one because the liability at
-hour H is read from history (``Account.owed_at``), not from the moment of the run.
+hour H is read from history (``Account.owed_at``), not from the moment of the run; for USDT
+the UPL-generated part is the derived figure at the mark in force at H (``derived_upl_at``,
+issue 15), the rest the liability booked at H.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Callable
 
 from ledger.domain.account import Account
 from ledger.domain.money import ZERO, round_up
-from ledger.domain.platform import Platform
+from ledger.domain.platform import QUOTE, Platform
 from ledger.domain.times import HOUR, ceil_hour, floor_hour
 
 MAX_HOURS_PER_RUN = 24 * 366  # a bound on catch-up work for one account and currency
@@ -44,6 +46,19 @@ class Charge:
     capitalized: Decimal
 
 
+def liability_at(acct: Account, currency: str, hour: datetime,
+                 platform_at: Callable[[datetime], Platform]) -> tuple[Decimal, Decimal]:
+    """I1/I2: (liability, UPL-generated part) at the top of ``hour``: the booked liability at H
+    (``owed_at``) with, for USDT, its booked UPL-generated part replaced by the figure derived
+    at the marks in force at H (issue 15); history without kept inputs keeps the booked part."""
+    owed, upl_owed = acct.owed_at(currency, hour)
+    if currency == QUOTE and acct.inputs_at(hour) is not None:
+        derived = acct.derived_upl_at(hour, platform_at(hour))
+        assert derived is not None
+        owed, upl_owed = owed - upl_owed + derived, derived
+    return owed, upl_owed
+
+
 def charge_hours(
     acct: Account, run_at: datetime, platform_at: Callable[[datetime], Platform], platform: Platform
 ) -> list[Charge]:
@@ -56,8 +71,12 @@ def charge_hours(
         for _ in range(MAX_HOURS_PER_RUN):
             if hour > last:
                 break
-            owed, upl_owed = acct.owed_at(currency, hour)
+            owed, upl_owed = liability_at(acct, currency, hour, platform_at)
             if owed <= 0:  # nothing owed at H: jump to the next change, if any
+                entry = acct.inputs_at(hour) if currency == QUOTE else None
+                if entry is not None and entry[1]:  # a position held: the next hour may owe
+                    hour += HOUR
+                    continue
                 following = acct.next_change_after(currency, hour)
                 if following is None:
                     break
@@ -72,7 +91,8 @@ def charge_hours(
             acct.interest_charged(currency, hour, owed, free, rate, interest, paid, interest - paid, run_at)
             charges.append(Charge(acct.account, currency, hour, owed, free, rate, interest, paid, interest - paid))
             hour += HOUR
-        if not acct.liability(currency) and acct.next_change_after(currency, last) is None:
+        holding = currency == QUOTE and bool(acct.positions)  # the derived figure may be owed later
+        if not acct.liability(currency) and not holding and acct.next_change_after(currency, last) is None:
             if currency in acct.interest_due:
                 acct.interest_settled(currency, last, run_at)
     return charges

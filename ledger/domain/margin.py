@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Mapping, Protocol, Sequence
 
-from ledger.domain.money import ZERO, round_down, round_even
+from ledger.domain.money import ZERO, round_down, round_even, round_up
 from ledger.domain.platform import QUOTE, Platform
 
 
@@ -67,6 +67,20 @@ def total_upl(positions: Sequence[Position], platform: Platform) -> Decimal:
     return sum(
         (unrealized_pnl(p, platform.price(base_of(p.symbol))) for p in positions), ZERO
     )
+
+
+def upl_generated(upl: Decimal, cash: Decimal, places: int) -> Decimal:
+    """B1/I2/R1: the UPL-generated liability, derived (issue 15): what an unrealised loss would
+    have to borrow beyond the unified USDT cash that covers it, at the mark in force.
+
+    ``upl`` is the account's total futures UPL at that mark, ``cash`` its unified USDT cash
+    not counting UPL-generated liability already booked (``Account.real_quote_cash``).  The
+    loss is rounded up to USDT's precision first, then what cash covers is taken off (B1:
+    the shortfall is borrowed rounded up), so the figure equals what a tick used to book as
+    ``Borrowed`` (source futures_upl, tagged) when nothing else was owed.  I2 reads it as the
+    part eligible for the interest-free allowance; R1 repays it first, and an unrealised gain
+    only lowers it (it moves no cash, so it never repays principal or interest)."""
+    return max(ZERO, round_up(-min(upl, ZERO), places) - cash)
 
 
 def equities(state: MarginState, upl: Decimal) -> dict[str, Decimal]:

@@ -1,6 +1,7 @@
 """Read views of an account (SPEC §14), built from the aggregates and ``ledger.domain.margin``."""
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -12,9 +13,28 @@ from ledger.domain.platform import QUOTE, Platform
 from ledger.read.render import plain
 
 
+def at_mark(acct: Account, platform: Platform) -> Account:
+    """The account with its UPL-generated liability booked at ``platform``'s marks, for
+    reading (views, ``--as-of``; §16): a copy when that books anything, the account and the
+    store untouched."""
+    booked = acct.upl_liability.get(QUOTE, ZERO)
+    if acct.mode != UNIFIED or not (acct.positions or booked):
+        return acct
+    try:
+        if acct.derived_upl(platform) == booked:
+            return acct
+    except LedgerError:
+        return acct
+    marked = copy.deepcopy(acct)
+    marked.closed_until = None
+    marked.mark_upl(platform, marked.last_at)
+    return marked
+
+
 def account_view(acct: Account, platform: Platform, platform_owed: Callable[[str], Decimal]) -> dict[str, Any]:
     """Every §14 field; margin fields are null for classic accounts, or when a price is missing
     (then ``margin_error`` says which)."""
+    acct = at_mark(acct, platform)  # the UPL-generated liability derived at the marks in force (issue 15)
     unified = acct.mode == UNIFIED
     view: dict[str, Any] = {
         "account": acct.account,

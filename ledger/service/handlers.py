@@ -13,7 +13,6 @@ from ledger.domain.account import UNIFIED, Account
 from ledger.domain.errors import LedgerError
 from ledger.domain.indexes import ApiKeyIndex
 from ledger.domain.margin import BorrowLimit, account_borrow_limit
-from ledger.domain.marks import mark_moved
 from ledger.domain.money import ZERO, fmt
 from ledger.domain.platform import QUOTE
 from ledger.domain.trading import fill_order, place_order
@@ -277,20 +276,18 @@ def register_currency(u: UnitOfWork, cmd: c.RegisterCurrency) -> None:
 
 @handles(c.SetPrice)
 def set_price(u: UnitOfWork, cmd: c.SetPrice) -> None:
-    """§4 and B1/R1: a new mark re-values every unified position in BASE-USDT at once."""
+    """§4, §16: a new mark.  It books nothing on the holders: their UPL-generated liability is
+    derived where a rule reads it (``ledger.domain.derived``), so a tick writes its PriceSet
+    (and the platform's snapshot) whatever the number of holders.  A mark at or before an
+    hour already charged would change that hour's derived figure: refused (I6)."""
     platform = params(u)
     platform.check_amount(QUOTE, cmd.price)
     if cmd.currency == QUOTE:
         raise LedgerError("validation_error", "USDT is the quote currency; its price is always 1")
     platform.precision(cmd.currency)
-    holders = [u.account(a) for a in sorted(u.holders(f"{cmd.currency}-{QUOTE}").accounts)]
-    holders = [h for h in holders if h.mode == UNIFIED]
-    for holder in holders:
-        holder.check_time(u.at)
-    before = {h.account: h.upl(platform) for h in holders}
+    if u.holders(f"{cmd.currency}-{QUOTE}").accounts:
+        check_interest_open(u)
     platform.set_price(cmd.currency, cmd.price, u.at)
-    for holder in holders:
-        mark_moved(holder, before[holder.account], platform, u.at)
 
 
 def known(u: UnitOfWork, currency: str):  # type: ignore[no-untyped-def]

@@ -94,6 +94,9 @@ class UnitOfWork:
             self._marks[key] = agg.pending_count
             if isinstance(agg, Account):
                 self._before[key] = (agg.liabilities(), frozenset(agg.positions), bool(agg.interest_due), agg.alerted)
+                if self._open and (agg.positions or agg.upl_liability):
+                    assert self.at is not None
+                    agg.mark_upl(self.platform, self.at)  # a rule instant: book the derived figure (issue 15)
         return agg
 
     def preload(self, keys: list[str]) -> None:
