@@ -74,10 +74,11 @@ STEPS: list[tuple[str, list[dict[str, Any]], list[str]]] = [
         {"type": "place_order", "account": "alice-bot", "api_key": "bot-key-1", "order_id": "perp-1", "market": "futures", "symbol": "BTC-USDT", "side": "buy", "qty": "1", "price": "60000", "at": at(12)},
         {"type": "fill_order", "account": "alice-bot", "order_id": "perp-1", "qty": "1", "price": "60000", "at": at(12)},
     ], ["alice-bot"]),
-    ("BTC drops to 50,000: the bot's 10,000 unrealized loss takes USDT below zero; 3,000 is auto-borrowed and tagged UPL-generated (B1)", [
+    ("BTC drops to 50,000: the bot's 10,000 unrealized loss takes USDT below zero; 3,000 of UPL-generated liability is derived "
+     "(B1: the tick writes only its PriceSet, the next rule instant books it)", [
         {"type": "set_price", "currency": "BTC", "price": "50000", "at": at(20)},
     ], ["alice-bot"]),
-    ("BTC recovers to 52,000: the 2,000 unrealized gain repays UPL-generated liability first (R1)", [
+    ("BTC recovers to 52,000: the 2,000 unrealized gain lowers only the UPL-generated liability (R1 as §16 reads it)", [
         {"type": "set_price", "currency": "BTC", "price": "52000", "at": at(30)},
     ], ["alice-bot"]),
     ("alice deposits 6,000 USDT: it repays her USDT liability at once (R1), then she repays ETH by hand (B3)", [

@@ -107,7 +107,7 @@ def test_demo_runs_and_shows_the_story(tmp_path: Path) -> None:
     """`ledger demo` tells the story end to end on SQLite."""
     result = runner.invoke(cli, ["demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}"])
     assert result.exit_code == 0, result.stdout
-    for expected in ("not_whitelisted", "ModeSwitched", "source=spot", "source=futures_upl", "source=futures_gain",
+    for expected in ("not_whitelisted", "ModeSwitched", "source=spot", "upl liability",
                      "source=deposit", "api_key_wrong_account", "borrow_limit_exceeded", "outstanding_liabilities",
                      "InterestCharged", "a second run for the same hour charges nothing: 0 charges",
                      "LiquidationStarted", "PositionLiquidated", "BadDebtWrittenOff", "already swept = True"):

@@ -144,7 +144,8 @@ def test_interest_over_5000_indebted_accounts_and_24_missed_hours(app: LedgerApp
 def test_40_price_ticks_to_1000_futures_holders_in_one_apply(app: LedgerApp) -> None:
     """The issue's other recipe (stuck in INSERT INTO ledgerapp_snapshots): 1,000 unified
     accounts hold 0.1 BTC-USDT futures on 1 BTC of collateral and no USDT; BTC falls 10 USDT
-    40 times in one batch, so each tick borrows 1 USDT for every holder (B1)."""
+    40 times in one batch.  Since issue 15 a tick writes only its PriceSet; a deposit to every
+holder then books each one's derived 40 USDT (B1) at that rule instant, 1,000 accounts in one save."""
     holders, ticks = 1_000, 40
     at = iso(T0 + timedelta(minutes=10))
     apply_all(app, PLATFORM + [cmd for n in range(holders) for cmd in unified(f"h{n:04d}") + [
@@ -156,7 +157,13 @@ def test_40_price_ticks_to_1000_futures_holders_in_one_apply(app: LedgerApp) -> 
              "at": iso(T0 + timedelta(minutes=20 + k))} for k in range(ticks)]
     results = within(120, lambda: app.apply(cmds, lambda: T0, latest))
     assert all(r["ok"] for r in results)
-    assert [sum(e["type"] == "Borrowed" for e in r["events"]) for r in results] == [holders] * ticks
+    assert [len(r["events"]) for r in results] == [1] * ticks  # a tick writes only its PriceSet (issue 15)
+    # the next rule instant books the derived figure for every holder, in one large save
+    deposits = [{"type": "deposit", "account": f"h{n:04d}", "currency": "BTC", "amount": "0.001",
+                 "at": iso(T0 + timedelta(minutes=20 + ticks))} for n in range(holders)]
+    results = within(120, lambda: app.apply(deposits, lambda: T0, latest))
+    assert all(r["ok"] for r in results)
+    assert [sum(e["type"] == "Borrowed" for e in r["events"]) for r in results] == [1] * holders
     accounts = app.repository.get_many([f"account/h{n:04d}" for n in range(holders)])  # type: ignore[attr-defined]
     assert {(a.liability("USDT"), a.upl_liability["USDT"]) for a in accounts.values()} == {(Decimal(ticks),) * 2}
     assert app.platform().price("BTC") == Decimal(50_000 - 10 * ticks)
