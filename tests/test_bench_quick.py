@@ -27,7 +27,8 @@ def test_quick_bench_reports_every_figure(store: str, tmp_path: Path) -> None:
     printed = json.loads(done.stdout)
     assert json.loads(output.read_text()) == printed, "the results file holds what was printed"
     assert printed["mode"] == "quick" and printed["machine"]["cpus"] >= 1
-    assert [f["figure"] for f in printed["figures"]] == FIGURES
+    expected = [f for f in FIGURES if store == "postgres" or f != "serve_throughput_2p"]  # several writers: PostgreSQL's
+    assert [f["figure"] for f in printed["figures"]] == expected
     for f in printed["figures"]:
         assert f["store"] == store
         assert f["rate"] > 0 and f["baseline"]["rate"] > 0 and f["ratio"] > 0, f
