@@ -24,7 +24,7 @@ import time
 import uuid
 from typing import Any, Callable
 
-from bench.common import drop, fresh_url
+from bench.common import apply_baseline, drop, fresh_url, ledger
 from bench.memory import PeakSampler
 from bench.step import percentile
 from bench.stream import mixed_commands
@@ -33,11 +33,6 @@ URL = os.environ.get("LEDGER_NATS_URL", "nats://127.0.0.1:4222")
 LATENCY_RATE = 1000  # commands/s offered
 IDLE = 1.0  # float-ok: seconds of --until-idle that end the throughput run
 RATIO_TARGET = 0.7  # consume against ledger apply
-
-
-def ledger(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "entrypoints", *args], capture_output=True, text=True, check=True,
-                          timeout=900)
 
 
 class Names:
@@ -155,16 +150,7 @@ def measure(store: str, commands: int, accounts: int, latency_commands: int, wor
             ids_seconds = time.perf_counter() - started
     finally:
         drop(applied)
-    applied = fresh_url(store)
-    try:
-        with phase(f"bus baseline: ledger apply of the same {len(cmds):,} commands", "baseline"):
-            started = time.perf_counter()
-            out = ledger("--db", applied, "apply", path).stdout.splitlines()
-            apply_seconds = time.perf_counter() - started
-        if len(out) != len(cmds) or not all(json.loads(line)["ok"] for line in out):
-            raise RuntimeError("ledger apply rejected a command of the bus mix")
-    finally:
-        drop(applied)
+    apply_seconds = apply_baseline(store, path, len(cmds), phase, "bus")
     url = fresh_url(store)
     try:
         with phase(f"bus: {len(cmds):,} commands published to {names.stream}", "setup"):

@@ -2,8 +2,12 @@
 unified accounts."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 import tempfile
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -152,3 +156,25 @@ def top_up(app: LedgerApp, accounts: int, events: int, progress: Progress = None
                 for i in range(min(CHUNK, events - head))]
         n += len(cmds)
         apply_all(app, cmds)
+
+
+def ledger(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """The command line in a fresh process (its output kept; a non-zero exit raises)."""
+    return subprocess.run([sys.executable, "-m", "entrypoints", *args], capture_output=True, text=True, check=True,
+                          timeout=timeout)
+
+
+def apply_baseline(store: str, path: str, count: int, phase: Callable[..., Any], mix: str, timeout: int = 900) -> float:  # float-ok: seconds
+    """`ledger apply` of the ``count`` commands in ``path`` on a fresh store of ``store``'s kind,
+    timed as a baseline phase: its seconds.  Every command must be accepted (the ``mix`` named)."""
+    applied = fresh_url(store)
+    try:
+        with phase(f"{mix} baseline: ledger apply of the same {count:,} commands", "baseline"):
+            started = time.perf_counter()
+            out = ledger("--db", applied, "apply", path, timeout=timeout).stdout.splitlines()
+            seconds = time.perf_counter() - started
+        if len(out) != count or not all(json.loads(line)["ok"] for line in out):
+            raise RuntimeError(f"ledger apply rejected a command of the {mix} mix")
+    finally:
+        drop(applied)
+    return seconds

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from bench.common import drop, fresh_url
+from bench.common import apply_baseline, drop, fresh_url, ledger
 from bench.http import closed_loop, open_loop, wait_healthy
 from bench.memory import PeakSampler
 from bench.step import percentile
@@ -43,11 +43,6 @@ def streams(cmds: list[dict[str, Any]], clients: int) -> list[list[bytes]]:
     for cmd in cmds:
         out[family_of(cmd) % clients].append(json.dumps(cmd).encode())
     return [s for s in out if s]
-
-
-def ledger(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "entrypoints", *args], capture_output=True, text=True, check=True,
-                          timeout=600)
 
 
 class Serving:
@@ -100,16 +95,7 @@ def measure(store: str, commands: int, accounts: int, latency_commands: int, wor
     path = os.path.join(workdir, f"{store}-serve-commands.jsonl")
     with open(path, "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(c) + "\n" for c in cmds)
-    applied = fresh_url(store)
-    try:
-        with phase(f"serve baseline: ledger apply of the same {len(cmds):,} commands", "baseline"):
-            started = time.perf_counter()
-            out = ledger("--db", applied, "apply", path).stdout.splitlines()
-            apply_seconds = time.perf_counter() - started
-        if len(out) != len(cmds) or not all(json.loads(line)["ok"] for line in out):
-            raise RuntimeError("ledger apply rejected a command of the serve mix")
-    finally:
-        drop(applied)
+    apply_seconds = apply_baseline(store, path, len(cmds), phase, "serve", timeout=600)
     url = fresh_url(store)
     try:
         server = Serving(url, free_port(), os.path.join(workdir, f"{store}-serve.log"))
