@@ -82,23 +82,30 @@ async def delete_stream(names: Names) -> None:
 
 async def offered(names: Names, bodies: list[bytes], rate: float) -> list[float]:  # float-ok: seconds, per second
     """Publish ``bodies`` (each with its command_id ``lat-<n>``) each when it is due at ``rate``
-    per second; the seconds from due to its result, in order of arrival."""
+    per second; the seconds from due to its result, in order of arrival.  First a probe (the
+    first body under the id ``lat-probe``) is answered, untimed: the consumer is then pulling
+    (its durable may be older than the process, so its existing proves nothing)."""
     nc = await connected()
     due: dict[str, float] = {}  # float-ok: perf_counter readings
     latencies: list[float] = []  # float-ok: seconds
-    done = asyncio.Event()
+    done, probed = asyncio.Event(), asyncio.Event()
 
     async def result(msg: Any) -> None:
         answer = json.loads(msg.data)
-        latencies.append(time.perf_counter() - due[answer["command_id"]])
         if not answer["ok"]:
             raise RuntimeError(f"consume rejected a deposit of the latency run: {answer}")
+        if answer["command_id"] == "lat-probe":
+            probed.set()
+            return
+        latencies.append(time.perf_counter() - due[answer["command_id"]])
         if len(latencies) == len(bodies):
             done.set()
 
     try:
         await nc.subscribe(names.results, cb=result)
         await nc.flush(timeout=5)
+        await nc.publish(names.commands, json.dumps({**json.loads(bodies[0]), "command_id": "lat-probe"}).encode())
+        await asyncio.wait_for(probed.wait(), 60)
         started = time.perf_counter()
         for n, body in enumerate(bodies):
             at = started + n / rate

@@ -7,7 +7,8 @@ time, so a stop or ``until_idle`` is seen), the rest are taken if they are there
 ``LedgerApp.apply`` that `ledger apply` and `ledger serve` call, one transaction -- and only
 once it has committed is each result published (to the subject in the message's ``Reply-To``
 header when it has one, else to the results subject) and the message acked.  One batch is in
-flight per consumer; several processes on one durable share its messages (JetStream hands each
+flight per consumer (uncommitted): while it applies, the previous batch's results and acks go
+out, so the bus's work overlaps the store's.  Several processes on one durable share its messages (JetStream hands each
 to one of them) and the store decides between them.
 
 Exactly once, from the store: a message without a ``command_id`` gets ``nats:<stream>:<stream
@@ -93,16 +94,39 @@ class Pull:
     """Pull requests on the durable, answered into an inbox of this process's own.  JetStream
     ends each request with its last message or a status (404: none there, 408: expired), so
     what comes is always the answer to the request just made; a request unanswered within
-    its expiry plus ANSWER_TIMEOUT means the server is gone (``BusError``)."""
+    its expiry plus ANSWER_TIMEOUT means the server is gone (``BusError``).
+
+    The inbox's messages are gathered by a callback and the request is awaited once:
+    nats-py's ``next_msg`` makes a task and a timer per message, which cost as much as the
+    rest of the consumer's own work per message."""
 
     def __init__(self, nc: Any, options: Options) -> None:
         self.nc, self.options = nc, options
         self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{options.stream}.{options.durable}"
+        self.msgs: list[Any] = []
+        self.wanted = 0
+        self.answered: Optional[asyncio.Future[Optional[str]]] = None  # the request's end: None, or a refusal
 
     async def open(self) -> "Pull":
         self.inbox = self.nc.new_inbox()
-        self.sub = await self.nc.subscribe(self.inbox)
+        self.sub = await self.nc.subscribe(self.inbox, cb=self.arrived)
         return self
+
+    async def arrived(self, msg: Any) -> None:
+        status = (msg.headers or {}).get("Status")
+        if status is None:
+            self.msgs.append(msg)
+            if len(self.msgs) < self.wanted:
+                return
+            ended = None
+        elif status in ("404", "408"):  # no more now / the request expired
+            ended = None
+        elif status == "409":  # the durable was deleted, too many waiting requests ...
+            ended = (msg.headers or {}).get("Description", status)
+        else:
+            return
+        if self.answered is not None and not self.answered.done():
+            self.answered.set_result(ended)
 
     async def take(self, count: int, expires: Optional[float] = None) -> list[Any]:  # float-ok: seconds
         """Up to ``count`` messages: waiting up to ``expires`` for the first, or, without it,
@@ -112,23 +136,18 @@ class Pull:
             request["no_wait"] = True
         else:
             request["expires"] = int(max(expires, 0.001) * 1e9)  # float-ok: nanoseconds, as JetStream counts
-        msgs: list[Any] = []
+        self.msgs, self.wanted = [], count
+        self.answered = asyncio.get_running_loop().create_future()
         try:
             await self.nc.publish(self.subject, orjson.dumps(request), reply=self.inbox)
-            while len(msgs) < count:
-                msg = await self.sub.next_msg(timeout=(expires or 0) + ANSWER_TIMEOUT)
-                status = (msg.headers or {}).get("Status")
-                if status is None:
-                    msgs.append(msg)
-                elif status in ("404", "408"):
-                    break
-                elif status == "409":  # the durable was deleted, too many waiting requests ...
-                    raise BusError(f"JetStream refused to deliver from {self.options.durable}: "
-                                   f"{(msg.headers or {}).get('Description', status)}")
-        except BusError:
-            raise
+            refused = await asyncio.wait_for(self.answered, (expires or 0) + ANSWER_TIMEOUT)
         except Exception as error:  # noqa: BLE001 - a lost connection, a server that does not answer
             raise BusError(f"lost NATS at {shown(self.options.url)}: {why(error)}") from None
+        finally:
+            self.answered = None
+        if refused is not None:
+            raise BusError(f"JetStream refused to deliver from {self.options.durable}: {refused}")
+        msgs, self.msgs = self.msgs, []
         return msgs
 
 
@@ -183,27 +202,34 @@ class Consumer:
     async def loop(self, nc: Any, pull: "Pull") -> None:
         o = self.options
         last = time.monotonic()
-        while True:
-            if self.stop():
-                self.done.stopped = "signal"
-                return
-            window = POLL
-            if o.until_idle is not None:
-                left = o.until_idle - (time.monotonic() - last)
-                if left <= 0:
-                    self.done.stopped = "idle"
+        answering: Optional[asyncio.Future[None]] = None  # the last committed batch's results and acks
+        try:
+            while True:
+                if self.stop():
+                    self.done.stopped = "signal"
                     return
-                window = min(POLL, left)
-            msgs = await pull.take(1, window)  # waits for the first
-            if not msgs:
-                continue
-            if o.batch > 1:
-                msgs += await pull.take(o.batch - 1)  # and takes what else is there now
-            await self.handle(nc, msgs)
-            last = time.monotonic()
+                window = POLL
+                if o.until_idle is not None:
+                    left = o.until_idle - (time.monotonic() - last)
+                    if left <= 0:
+                        self.done.stopped = "idle"
+                        return
+                    window = min(POLL, left)
+                msgs = await pull.take(1, window)  # waits for the first
+                if not msgs:
+                    continue
+                if o.batch > 1:
+                    msgs += await pull.take(o.batch - 1)  # and takes what else is there now
+                answering = await self.handle(nc, msgs, answering)
+                last = time.monotonic()
+        finally:
+            if answering is not None:
+                await answering
 
-    async def handle(self, nc: Any, msgs: list[Any]) -> None:
-        """Apply one batch (one transaction), then publish its results, then ack it."""
+    async def handle(self, nc: Any, msgs: list[Any], answering: Optional[asyncio.Future[None]]) -> asyncio.Future[None]:
+        """Apply one batch (one transaction); meanwhile the previous batch, committed, gets its
+        results and acks (``answering``); then this batch's are begun, and returned to be
+        awaited while the next one applies.  One batch at a time is uncommitted."""
         o = self.options
         ids, objs = [], []
         for msg in msgs:
@@ -212,15 +238,21 @@ class Consumer:
             objs.append(command_of(msg.data, ids[-1]))
             if meta.num_delivered > 1:
                 self.done.redelivered += 1
-        loop = asyncio.get_running_loop()
+        applying = asyncio.get_running_loop().run_in_executor(self.worker, self.apply, objs)
         try:
-            results = await loop.run_in_executor(self.worker, self.apply, objs)
+            if answering is not None:
+                await answering
+        except BaseException:
+            await asyncio.wait([applying])  # this batch commits (redelivered, answered from its records)
+            raise
+        try:
+            results = await applying
         except StoreUnavailable as error:
             done = list(error.done)  # committed: answered and acked; the rest are redelivered
             await self.answer(nc, msgs[:len(done)], ids, done)
             raise BusError(f"{error}; {len(msgs) - len(done)} messages not acknowledged: JetStream redelivers them "
                            "(a redelivered command is applied once)") from None
-        await self.answer(nc, msgs, ids, results)
+        return asyncio.ensure_future(self.answer(nc, msgs, ids, results))
 
     async def answer(self, nc: Any, msgs: list[Any], ids: list[str], results: list[dict[str, Any]]) -> None:
         o = self.options

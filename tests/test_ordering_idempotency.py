@@ -1,10 +1,15 @@
 """Time, ordering, idempotency and atomicity: SPEC §11, rules T1, T2, T3."""
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.service.app import canonical
 
 from tests.helpers import D, Ledger, at
 
@@ -402,3 +407,25 @@ def test_account_opened_and_refused_in_one_batch(ledger: Ledger) -> None:
         store.ok({"type": "open_account", "account": "sub2", "parent": "alice"})
     finally:
         store.close()
+
+
+# --- T2's digest: the same bytes whichever encoder made them --------------------------------------
+flat_values = st.one_of(st.text(), st.integers(min_value=-(2 ** 70), max_value=2 ** 70), st.booleans(), st.none())
+any_values = st.recursive(flat_values | st.floats(allow_nan=False),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                          max_leaves=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), flat_values | any_values, max_size=8))
+def test_digest_bytes_are_the_json_module_s(content: dict[str, Any]) -> None:
+    """Every stored T2 digest was taken of ``json.dumps(sort_keys, compact, ASCII)``; the fast
+    path (orjson, for flat ASCII objects) must give exactly those bytes, or a repeat of an
+    old command would answer command_id_conflict."""
+    expected = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str).encode()
+    assert canonical(content) == expected
+
+
+def test_digest_fast_path_covers_control_characters_and_big_integers() -> None:
+    for content in ({"a": "\x7f"}, {"a": "\x00\x1f\n\t"}, {"a": 2 ** 64}, {"b": "é", "a": 1}, {"a": True, "b": None}):
+        assert canonical(content) == json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
