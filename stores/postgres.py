@@ -241,7 +241,7 @@ class Factory(WithOrjson, base.PostgresFactory):
         bounds = limits.read(env)
         super().__init__(env)  # the environment stays the caller's: eventsourcing reads it again later
         self.datastore.lock_timeout = bounds["lock"]  # its SET LOCAL lock_timeout before a table lock
-        self.datastore.pool.kwargs.update(limits.connection_kwargs(bounds, limits.read_only(env)))
+        self.datastore.pool.kwargs.update(limits.connection_kwargs(bounds, limits.read_only(env), events=True))
         self.datastore.pool.timeout = bounds["pool"]
 
     def application_recorder(self) -> Recorder:  # type: ignore[override]
