@@ -23,8 +23,11 @@ class Pipe:
     """`ledger apply -` in its own process, fed and read line by line."""
 
     def __init__(self, db_url: str) -> None:
+        # preexec_fn: SIGINT as a terminal's foreground process has it, even when the tests run
+        # as a background job (which ignores SIGINT, and its children inherit that)
         self.proc = subprocess.Popen([sys.executable, "-m", "entrypoints", "--db", db_url, "apply", "-"], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.proc.stdout, selectors.EVENT_READ)
         self.pending = b""
