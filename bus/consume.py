@@ -8,8 +8,8 @@ time, so a stop or ``until_idle`` is seen), the rest are taken if they are there
 once it has committed is each result published (to the subject in the message's ``Reply-To``
 header when it has one, else to the results subject) and the message acked.  One batch is in
 flight per consumer (uncommitted): while it applies, the previous batch's results and acks go
-out, so the bus's work overlaps the store's.  Several processes on one durable share its messages (JetStream hands each
-to one of them) and the store decides between them.
+out, so the bus's work overlaps the store's.  Several processes on one durable share its
+messages (JetStream hands each to one of them) and the store decides between them.
 
 Exactly once, from the store: a message without a ``command_id`` gets ``nats:<stream>:<stream
 sequence>``, so a message redelivered after a crash (killed between the commit and the acks)
