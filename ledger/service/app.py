@@ -99,13 +99,13 @@ FLAT = (str, int, bool, type(None))
 def canonical(content: Mapping[str, Any]) -> bytes:
     """The bytes a T2 digest is taken of: ``json.dumps`` with sorted keys, no spaces and
     non-ASCII escaped (what every stored digest was made from).  orjson gives the same bytes
-    five times faster for a flat object of ASCII text, integers, booleans and nulls -- a
+    about three times faster (0.9 against 2.9 µs for a deposit) for a flat object of ASCII text, integers, booleans and nulls -- a
     command's usual shape -- so it is used there (its output checked: DEL is the one ASCII
     character ``json`` escapes and orjson does not); anything else goes the ``json`` way."""
     if all(type(v) in FLAT for v in content.values()):
         try:
             fast = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
-        except (orjson.JSONEncodeError, TypeError):  # an integer past 64 bits, a key not text
+        except TypeError:  # orjson's JSONEncodeError: an integer past 64 bits, a key not text
             pass
         else:
             if fast.isascii() and b"\x7f" not in fast:
