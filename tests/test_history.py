@@ -193,7 +193,7 @@ def test_a_busy_account_s_page_is_read_in_index_order_on_postgres() -> None:
         recorder = book.app.recorder
         table = f"{recorder.datastore.schema}.{recorder.events_table_name}"
         with recorder.datastore.get_connection() as conn:
-            plan = "\n".join(row[0] if isinstance(row, tuple) else row["QUERY PLAN"] for row in conn.execute(
+            plan = "\n".join(row["QUERY PLAN"] for row in conn.execute(  # the pool gives dict rows
                 f"EXPLAIN SELECT * FROM {table} WHERE originator_id = 'account/kim' AND originator_version > 0 "
                 "AND originator_version <= 30001 ORDER BY originator_version LIMIT 11").fetchall())
         assert "Bitmap" not in plan and "Index Scan" in plan, plan
